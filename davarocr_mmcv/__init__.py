@@ -1,0 +1,19 @@
+"""DavarOCR's checkpoint and evaluation hooks for mmcv-full 1.7.1.
+
+Importing the package registers ``DavarCheckpointHook``, ``DavarEvalHook``
+and ``DavarDistEvalHook`` in mmcv's ``HOOKS`` and lets ``torch.load`` read
+the numpy values that mmcv 1.x / DavarOCR checkpoints carry.
+"""
+from .serialization import register_safe_globals
+from .version import __version__
+
+register_safe_globals()
+
+from .apis import multi_gpu_test, single_gpu_test  # noqa: E402
+from .hooks import (DavarCheckpointHook, DavarDistEvalHook,  # noqa: E402
+                    DavarEvalHook)
+
+__all__ = [
+    '__version__', 'DavarCheckpointHook', 'DavarEvalHook',
+    'DavarDistEvalHook', 'single_gpu_test', 'multi_gpu_test'
+]

@@ -1,0 +1,233 @@
+"""single_gpu_test / multi_gpu_test for detectors, recognizers and spotters,
+on CPU and GPU, with or without torch.distributed."""
+import os
+import os.path as osp
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+
+import torch
+import torch.distributed as dist
+from mmcv.runner import get_dist_info
+
+MODEL_TYPES = ('DETECTOR', 'RECOGNIZOR', 'SPOTTER')
+
+
+def check_model_type(model_type, arg='model_type'):
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f'{arg} must be one of {MODEL_TYPES}, '
+                         f'got {model_type!r}')
+    return model_type
+
+
+class ProgressBar:
+    """A progress bar that stays readable in log files: on a terminal it
+    redraws one line; otherwise it prints a line at most every
+    ``min_time_interval`` seconds, and once at the end."""
+
+    def __init__(self, total, min_time_interval=1.0, stream=None):
+        self.total = total
+        self.done = 0
+        self.min_time_interval = min_time_interval
+        self.stream = stream or sys.stdout
+        self.tty = getattr(self.stream, 'isatty', lambda: False)()
+        self.start = self.last = time.time()
+
+    def update(self, num=1):
+        self.done += num
+        now = time.time()
+        finished = self.done >= self.total
+        if not finished and now - self.last < self.min_time_interval:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        line = (f'[{self.done}/{self.total}] {self.done / elapsed:.1f} '
+                f'samples/s, elapsed {elapsed:.0f}s')
+        if self.tty:
+            self.stream.write('\r' + line + ('\n' if finished else ''))
+        else:
+            self.stream.write(line + '\n')
+        self.stream.flush()
+
+
+def _batch_size(data):
+    img_metas = data.get('img_metas')
+    if img_metas is not None:
+        metas = img_metas[0] if isinstance(img_metas, list) else img_metas
+        metas = getattr(metas, 'data', metas)
+        if isinstance(metas, list) and metas and isinstance(metas[0], list):
+            metas = metas[0]
+        return len(metas)
+    return None
+
+
+def format_results(result, model_type):
+    """Per-sample results of one batch, as DavarOCR formats them.
+
+    DETECTOR: mask results RLE-encoded; RECOGNIZOR: the texts (or
+    ``(text, length)`` pairs, or lengths) of a result dict; SPOTTER: as is.
+    """
+    if model_type == 'DETECTOR':
+        if isinstance(result, list) and result and \
+                isinstance(result[0], tuple):
+            from mmdet.core import encode_mask_results
+            return [(bbox, encode_mask_results(mask))
+                    for bbox, mask in result]
+        return list(result)
+    if model_type == 'RECOGNIZOR':
+        if not isinstance(result, dict):
+            return list(result)
+        if 'text' in result and 'length' in result and 'prob' not in result:
+            return list(zip(result['text'], result['length']))
+        texts = result['text'] if 'text' in result else result['length']
+        if texts and isinstance(texts[0], list) and len(texts) == 1:
+            texts = texts[0]
+        return list(texts)
+    return list(result)
+
+
+def _inference(model, data_loader, model_type, on_batch):
+    model.eval()
+    results = []
+    for data in data_loader:
+        with torch.no_grad():
+            result = model(return_loss=False, rescale=True, **data)
+        batch = format_results(result, model_type)
+        results.extend(batch)
+        on_batch(len(batch))
+    return results
+
+
+def single_gpu_test(model, data_loader, show=False, out_dir=None,
+                    show_score_thr=0.3, model_type='DETECTOR',
+                    min_time_interval=1):
+    """Run ``model`` over ``data_loader`` in this process.
+
+    Returns:
+        list: one formatted result per sample, in dataset order.
+    """
+    check_model_type(model_type)
+    bar = ProgressBar(len(data_loader.dataset), min_time_interval)
+    if not (show or out_dir) or model_type != 'DETECTOR':
+        return _inference(model, data_loader, model_type, bar.update)
+    results = []
+    model.eval()
+    for data in data_loader:
+        with torch.no_grad():
+            result = model(return_loss=False, rescale=True, **data)
+        _show_detections(model, data, result, show, out_dir, show_score_thr)
+        batch = format_results(result, model_type)
+        results.extend(batch)
+        bar.update(len(batch))
+    return results
+
+
+def _show_detections(model, data, result, show, out_dir, score_thr):
+    import mmcv
+    from mmcv.image import tensor2imgs
+    img = data['img'][0]
+    img_tensor = img if isinstance(img, torch.Tensor) else img.data[0]
+    img_metas = data['img_metas'][0].data[0]
+    imgs = tensor2imgs(img_tensor, **img_metas[0]['img_norm_cfg'])
+    module = getattr(model, 'module', model)
+    for i, (image, meta) in enumerate(zip(imgs, img_metas)):
+        h, w, _ = meta['img_shape']
+        ori_h, ori_w = meta['ori_shape'][:-1]
+        image = mmcv.imresize(image[:h, :w, :], (ori_w, ori_h))
+        out_file = osp.join(out_dir, meta['ori_filename']) if out_dir \
+            else None
+        module.show_result(image, result[i], show=show, out_file=out_file,
+                           score_thr=score_thr)
+
+
+def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
+                   model_type='DETECTOR', min_time_interval=1):
+    """Run ``model`` on this rank's share of ``data_loader`` and gather every
+    rank's results on rank 0.
+
+    The loader is expected to use a non-shuffling DistributedSampler (rank r
+    gets samples r, r + world_size, ...). Works with gloo on CPU and NCCL on
+    GPU; with ``world_size == 1`` it is ``single_gpu_test``.
+
+    Args:
+        tmpdir (str | None): where ranks exchange results when
+            ``gpu_collect`` is False; a unique folder is made inside it.
+        gpu_collect (bool): exchange through the process group's device
+            instead of the file system.
+
+    Returns:
+        list | None: the results in dataset order on rank 0, None elsewhere.
+    """
+    check_model_type(model_type)
+    rank, world_size = get_dist_info()
+    if world_size == 1:
+        return single_gpu_test(model, data_loader, model_type=model_type,
+                               min_time_interval=min_time_interval)
+    size = len(data_loader.dataset)
+    bar = ProgressBar(size, min_time_interval) if rank == 0 else None
+    results = _inference(
+        model, data_loader, model_type,
+        (lambda n: bar.update(n * world_size)) if bar else (lambda n: None))
+    if gpu_collect:
+        parts = collect_results_object(results)
+    else:
+        parts = collect_results_files(results, tmpdir)
+    return None if parts is None else interleave(parts, size)
+
+
+def interleave(parts, size):
+    """Put per-rank results back in dataset order.
+
+    Rank r holds samples r, r + n, r + 2n, ... of the (padded) sampler
+    order; ranks may hold different counts. Padding is dropped by ``size``.
+    """
+    ordered = []
+    longest = max((len(p) for p in parts), default=0)
+    for i in range(longest):
+        for part in parts:
+            if i < len(part):
+                ordered.append(part[i])
+    return ordered[:size]
+
+
+def collect_results_object(results):
+    """Gather ``results`` of every rank with ``all_gather_object``, on the
+    device of the process group's backend. Returns the list on rank 0."""
+    rank, world_size = get_dist_info()
+    parts = [None] * world_size
+    dist.all_gather_object(parts, results)
+    return parts if rank == 0 else None
+
+
+def _shared_tmpdir(tmpdir):
+    """A fresh folder known to every rank, made by rank 0 inside
+    ``tmpdir`` (or the system temp folder); no CUDA tensor involved."""
+    rank, _ = get_dist_info()
+    holder = [None]
+    if rank == 0:
+        if tmpdir is not None:
+            os.makedirs(tmpdir, exist_ok=True)
+        holder[0] = tempfile.mkdtemp(prefix='collect-', dir=tmpdir)
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def collect_results_files(results, tmpdir=None):
+    """Gather ``results`` through a shared folder. Returns the per-rank lists
+    on rank 0, None elsewhere; the folder is removed afterwards."""
+    rank, world_size = get_dist_info()
+    folder = _shared_tmpdir(tmpdir)
+    with open(osp.join(folder, f'part_{rank}.pkl'), 'wb') as f:
+        pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
+    dist.barrier()
+    parts = None
+    if rank == 0:
+        parts = []
+        for r in range(world_size):
+            with open(osp.join(folder, f'part_{r}.pkl'), 'rb') as f:
+                parts.append(pickle.load(f))
+        shutil.rmtree(folder, ignore_errors=True)
+    dist.barrier()
+    return parts

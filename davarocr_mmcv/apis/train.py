@@ -1,0 +1,121 @@
+"""train_model: DavarOCR's training entry, for mmcv-full 1.7.1 / mmdet 2.28."""
+import copy
+
+from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
+                         build_runner)
+from mmcv.utils import build_from_cfg, get_logger
+
+from ..core.resume import find_latest_checkpoint, resume_runner
+from ..hooks import DavarDistEvalHook, DavarEvalHook
+from .dist import wrap_model
+
+#: evaluation.type -> (single-process hook, distributed hook)
+EVAL_HOOKS = {
+    None: (DavarEvalHook, DavarDistEvalHook),
+    'DavarEvalHook': (DavarEvalHook, DavarDistEvalHook),
+    'DavarDistEvalHook': (DavarEvalHook, DavarDistEvalHook),
+}
+
+
+def build_eval_hook(eval_cfg, dataloader, distributed=False,
+                    runner_type='EpochBasedRunner', logger=None):
+    """Build the eval hook of ``cfg.evaluation``.
+
+    ``type`` DavarEvalHook / DavarDistEvalHook (or none) gives the variant
+    matching ``distributed``; any other registered type is built as is.
+    ``priority`` is a registration option, returned beside the hook.
+
+    Returns:
+        tuple: (hook, priority)
+    """
+    cfg = copy.deepcopy(dict(eval_cfg or {}))
+    priority = cfg.pop('priority', 'LOW')
+    hook_type = cfg.pop('type', None)
+    cfg.setdefault('by_epoch', runner_type != 'IterBasedRunner')
+    if hook_type not in EVAL_HOOKS:
+        hook = build_from_cfg(dict(cfg, type=hook_type), HOOKS,
+                              default_args=dict(dataloader=dataloader))
+        return hook, priority
+    cls = EVAL_HOOKS[hook_type][int(bool(distributed))]
+    if hook_type == 'DavarDistEvalHook' and not distributed and logger:
+        logger.info('evaluation.type DavarDistEvalHook falls back to '
+                    'DavarEvalHook in a non-distributed run')
+    return cls(dataloader, **cfg), priority
+
+
+def _loader(dataset, data_cfg, distributed, seed, runner_type, shuffle,
+            samples_per_gpu=None):
+    from mmdet.datasets import build_dataloader
+    return build_dataloader(
+        dataset,
+        samples_per_gpu or data_cfg.samples_per_gpu,
+        data_cfg.workers_per_gpu,
+        num_gpus=1,
+        dist=distributed,
+        shuffle=shuffle,
+        seed=seed,
+        runner_type=runner_type,
+        persistent_workers=data_cfg.get('persistent_workers', False))
+
+
+def train_model(model, dataset, cfg, distributed=False, validate=False,
+                timestamp=None, meta=None):
+    """Train ``model`` on ``dataset`` as DavarOCR's ``train_model`` does.
+
+    Builds the loaders, wraps the model (MMDataParallel, or a distributed
+    wrapper that also works on CPU with gloo), builds the runner from
+    ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
+    ``checkpoint_config`` (default type DavarCheckpointHook), ``log_config``
+    and ``custom_hooks``, the eval hook of ``cfg.evaluation`` with
+    ``validate``, then resumes (``resume_from`` / ``auto_resume``) or loads
+    (``load_from``) and runs ``cfg.workflow``.
+    """
+    from mmdet.datasets import build_dataset
+    logger = get_logger('davarocr_mmcv', log_level=cfg.get('log_level',
+                                                            'INFO'))
+    datasets = dataset if isinstance(dataset, (list, tuple)) else [dataset]
+    runner_cfg = copy.deepcopy(cfg.runner)
+    runner_type = runner_cfg['type']
+    loaders = [
+        _loader(ds, cfg.data, distributed, cfg.get('seed'), runner_type,
+                shuffle=True) for ds in datasets
+    ]
+    model = wrap_model(model, distributed,
+                       cfg.get('find_unused_parameters', False))
+    runner = build_runner(runner_cfg, default_args=dict(
+        model=model, optimizer=build_optimizer(model, cfg.optimizer),
+        work_dir=cfg.work_dir, logger=logger, meta=meta))
+    runner.timestamp = timestamp
+
+    checkpoint_config = copy.deepcopy(cfg.get('checkpoint_config'))
+    if checkpoint_config is not None:
+        checkpoint_config.setdefault('type', 'DavarCheckpointHook')
+    runner.register_training_hooks(
+        cfg.lr_config, cfg.get('optimizer_config'), checkpoint_config,
+        cfg.log_config, cfg.get('momentum_config'),
+        custom_hooks_config=cfg.get('custom_hooks'))
+    if distributed and runner_type == 'EpochBasedRunner':
+        runner.register_hook(DistSamplerSeedHook())
+
+    if validate:
+        val_samples = cfg.data.get('val_dataloader', {}).get(
+            'samples_per_gpu', cfg.data.samples_per_gpu)
+        val_dataset = build_dataset(cfg.data.val, dict(test_mode=True))
+        val_loader = _loader(val_dataset, cfg.data, distributed,
+                             cfg.get('seed'), runner_type, shuffle=False,
+                             samples_per_gpu=val_samples)
+        hook, priority = build_eval_hook(cfg.get('evaluation'), val_loader,
+                                         distributed, runner_type, logger)
+        runner.register_hook(hook, priority=priority)
+
+    resume_from = cfg.get('resume_from')
+    if resume_from is None and cfg.get('auto_resume'):
+        resume_from = find_latest_checkpoint(cfg.work_dir)
+        if resume_from:
+            logger.info(f'auto-resume from {resume_from}')
+    if resume_from:
+        resume_runner(runner, resume_from)
+    elif cfg.get('load_from'):
+        runner.load_checkpoint(cfg.load_from, map_location='cpu')
+    runner.run(loaders, cfg.workflow)
+    return runner

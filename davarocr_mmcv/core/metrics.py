@@ -1,0 +1,151 @@
+"""Metric rules and the record of the best score: the one place that decides
+what counts as better."""
+import math
+from numbers import Real
+from typing import NamedTuple
+
+from ..serialization import to_plain
+
+RULES = ('greater', 'less')
+
+#: Metric names that are better when greater (matched case-insensitively,
+#: exactly first, then as substrings). Covers mmcv's defaults and the metrics
+#: of DavarOCR's detectors, recognizers, spotters and layout models.
+GREATER_KEYS = (
+    'accuracy', 'acc', 'hmean', 'precision', 'recall', 'f1', 'macro_f1',
+    'avg_f1', 'mAP', 'bbox_mAP', 'segm_mAP', 'AR@', 'auc', 'top', 'mDice',
+    'mIoU', 'mAcc', 'aAcc', 'text_acc', 'line_acc', 'img_level_edge_acc',
+    'total_order_acc', 'hard_f1', 'tree_f1', 'teds')
+#: Metric names that are better when smaller. NED is DavarOCR's normalized
+#: edit distance.
+LESS_KEYS = ('NED', 'loss', 'cer', 'wer', 'edit_distance', 'error')
+
+
+def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule'):
+    """Return 'greater' or 'less' for metric ``key``.
+
+    Precedence (case-insensitive): an explicit ``rule``; ``key`` equal to a
+    greater key, then to a less key; a greater key inside ``key``, then a less
+    key inside it. ``greater_keys``/``less_keys`` extend the built-in lists.
+
+    Raises:
+        ValueError: for an unknown ``rule`` or a key that cannot be inferred.
+    """
+    if rule is not None:
+        if rule not in RULES:
+            raise ValueError(f'{arg} must be one of {RULES} or None, '
+                             f'got {rule!r}')
+        return rule
+    low = key.lower()
+    greater = [k.lower() for k in (*greater_keys, *GREATER_KEYS)]
+    less = [k.lower() for k in (*less_keys, *LESS_KEYS)]
+    for table, matches in ((greater, low.__eq__), (less, low.__eq__),
+                           (greater, low.__contains__),
+                           (less, low.__contains__)):
+        if any(matches(k) for k in table):
+            return 'greater' if table is greater else 'less'
+    raise ValueError(
+        f'cannot infer whether a greater or a smaller {key!r} is better; '
+        f'set {arg}= to one of {RULES}, or name it in greater_keys/less_keys')
+
+
+def initial_best(rule):
+    return -math.inf if rule == 'greater' else math.inf
+
+
+def check_score(metric, value):
+    """The metric as a float; NaN and inf pass through (they are never best).
+
+    Raises:
+        TypeError: if the value is not a real number.
+    """
+    value = to_plain(value)
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f'metric {metric!r} must be a real number to rank '
+                        f'checkpoints, got {value!r} ({type(value).__name__})')
+    return float(value)
+
+
+def is_better(score, best, rule):
+    """Whether ``score`` beats ``best``. A non-finite score never does; any
+    finite score beats a missing or NaN best. 0.0 is an ordinary score."""
+    if not math.isfinite(score):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return score > best if rule == 'greater' else score < best
+
+
+class EvalRecord(NamedTuple):
+    """One evaluation of the current weights, published by the eval hooks."""
+    unit: str
+    step: int
+    iters_done: int
+    metrics: dict
+
+    def as_dict(self):
+        return dict(unit=self.unit, step=self.step,
+                    iters_done=self.iters_done, metrics=self.metrics)
+
+    def score(self, metric):
+        """``metrics[metric]`` as a float.
+
+        Raises:
+            KeyError: listing the metrics this evaluation produced.
+        """
+        if metric not in self.metrics:
+            raise KeyError(
+                f'metric {metric!r} is not among the evaluation results; '
+                f'available metrics: {sorted(self.metrics)}')
+        return check_score(metric, self.metrics[metric])
+
+
+def publish_evaluation(runner, record):
+    """Record ``record`` in ``hook_msgs['eval_history']`` and hand it to every
+    hook that listens (``after_evaluation(runner, record)``)."""
+    msgs = hook_msgs(runner)
+    msgs.setdefault('eval_history', []).append(record.as_dict())
+    for hook in runner.hooks:
+        listener = getattr(hook, 'after_evaluation', None)
+        if listener is not None:
+            listener(runner, record)
+
+
+def hook_msgs(runner):
+    if runner.meta is None:
+        runner.meta = {}
+    return runner.meta.setdefault('hook_msgs', {})
+
+
+class BestTracker:
+    """The best score of one metric, kept in ``runner.meta['hook_msgs']`` so
+    that a checkpoint carries it and a resume restores it.
+
+    Keys: ``best_score``, ``best_ckpt``, ``best_metric``, ``best_unit``,
+    ``best_step``, each with ``suffix`` appended (mmengine's ``_{metric}``
+    when several metrics are tracked); all plain Python values.
+    """
+
+    def __init__(self, metric, rule, init_metric=None, suffix=''):
+        self.metric = metric
+        self.rule = rule
+        self.suffix = suffix
+        self.init_metric = (initial_best(rule) if init_metric is None
+                            else float(init_metric))
+
+    def best(self, runner):
+        msgs = hook_msgs(runner)
+        if msgs.get('best_metric' + self.suffix, self.metric) != self.metric:
+            return self.init_metric  # a best of another metric does not count
+        return msgs.get('best_score' + self.suffix, self.init_metric)
+
+    def candidate(self, runner, record, ckpt_path):
+        """The ``hook_msgs`` entries a new best would set, or None if
+        ``record`` does not beat the best so far."""
+        score = record.score(self.metric)
+        if not is_better(score, self.best(runner), self.rule):
+            return None
+        best = dict(best_score=score, best_ckpt=ckpt_path,
+                    best_metric=self.metric, best_unit=record.unit,
+                    best_step=record.step)
+        return {k + self.suffix: v for k, v in best.items()}

@@ -1,0 +1,220 @@
+"""The single writer: every file the hooks create, replace or delete goes
+through :class:`CheckpointWriter`, and only global rank 0 touches the disk."""
+import io
+import os
+import os.path as osp
+import time
+
+import mmcv
+import torch
+from mmcv.fileio import FileClient
+from mmcv.runner import get_dist_info
+from mmcv.runner.checkpoint import get_state_dict, weights_to_cpu
+from mmcv.parallel import is_module_wrapper
+from torch.optim import Optimizer
+
+from ..constants import LAST_CHECKPOINT_FILE, TMP_PREFIX
+
+ON_ERROR = ('raise', 'continue')
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write):
+    """Write ``path`` through a temporary file in the same directory: flush,
+    fsync, rename. A crash at any instant leaves the old file or the new one,
+    never a partial file under ``path``."""
+    folder = osp.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    tmp = osp.join(folder, f'{TMP_PREFIX}{os.getpid()}-{osp.basename(path)}')
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder):
+    """Delete temporary files left by writers that died mid-write."""
+    if not osp.isdir(folder):
+        return []
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if not name.startswith(TMP_PREFIX):
+                continue
+            pid = name[len(TMP_PREFIX):].split('-', 1)[0]
+            if pid.isdigit() and _pid_alive(int(pid)) and \
+                    int(pid) != os.getpid():
+                continue
+            try:
+                os.unlink(osp.join(root, name))
+                removed.append(osp.join(root, name))
+            except OSError:
+                pass
+    return removed
+
+
+def build_checkpoint(runner, meta, save_optimizer=True):
+    """The dict mmcv's ``save_checkpoint`` writes, for ``runner``'s model."""
+    model = runner.model.module if is_module_wrapper(runner.model) \
+        else runner.model
+    meta = dict(meta, mmcv_version=mmcv.__version__, time=time.asctime())
+    classes = getattr(model, 'CLASSES', None)
+    if classes is not None:
+        meta['CLASSES'] = classes
+    checkpoint = dict(meta=meta,
+                      state_dict=weights_to_cpu(get_state_dict(model)))
+    optimizer = runner.optimizer if save_optimizer else None
+    if isinstance(optimizer, Optimizer):
+        checkpoint['optimizer'] = optimizer.state_dict()
+    elif isinstance(optimizer, dict):
+        checkpoint['optimizer'] = {k: v.state_dict()
+                                   for k, v in optimizer.items()}
+    return checkpoint
+
+
+class CheckpointWriter:
+    """Writes checkpoints and pointers into ``out_dir``.
+
+    Local paths are written atomically (temporary file, fsync, rename);
+    remote backends (``file_client_args``, ``s3://``) receive whole objects
+    through the backend's ``put``. On ranks other than global rank 0 every
+    method does nothing and reports success.
+
+    Args:
+        out_dir (str): directory of the files.
+        file_client (FileClient): backend for ``out_dir``.
+        logger: where failures are reported.
+        on_error (str): 'raise' stops training when a write fails;
+            'continue' logs it and lets the next save point retry.
+    """
+
+    def __init__(self, out_dir, file_client=None, logger=None,
+                 on_error='raise'):
+        if on_error not in ON_ERROR:
+            raise ValueError(f'on_save_error must be one of {ON_ERROR}, '
+                             f'got {on_error!r}')
+        self.out_dir = out_dir
+        self.file_client = file_client or FileClient.infer_client(
+            None, out_dir)
+        self.local = self.file_client.name in ('HardDiskBackend',
+                                               'DiskBackend')
+        self.logger = logger
+        self.on_error = on_error
+        self.rank = get_dist_info()[0]
+
+    def path(self, name):
+        return self.file_client.join_path(self.out_dir, name)
+
+    def prepare(self):
+        """Create ``out_dir`` and remove temporaries of dead writers."""
+        if self.rank != 0 or not self.local:
+            return
+        os.makedirs(self.out_dir, exist_ok=True)
+        for path in remove_stale_tmp(self.out_dir):
+            self._log('info', f'removed stale temporary file {path}')
+
+    def save(self, name, checkpoint, keep_safe=()):
+        """Write ``checkpoint`` to ``out_dir/name``; return its path, or None
+        if the write failed and ``on_error='continue'``."""
+        path = self.path(name)
+        if self.rank != 0:
+            return path
+        try:
+            if self.local:
+                atomic_write(path, lambda f: torch.save(checkpoint, f))
+            else:
+                buf = io.BytesIO()
+                torch.save(checkpoint, buf)
+                self.file_client.put(buf.getvalue(), path)
+        except Exception as exc:  # noqa: B902  OSError, pickling, backend
+            safe = ', '.join(p for p in keep_safe if p) or 'nothing yet'
+            msg = (f'failed to write checkpoint {path}: {exc!r}. Files '
+                   f'already written are intact: {safe}.')
+            if self.on_error == 'raise':
+                raise RuntimeError(msg + ' (on_save_error="raise"; set '
+                                   'on_save_error="continue" to keep '
+                                   'training and retry)') from exc
+            self._log('error', msg + ' Training goes on; the next save '
+                      'point retries.')
+            return None
+        return path
+
+    def point_latest(self, target_name, link_name):
+        """Make ``link_name`` lead to ``target_name``: a symlink replaced
+        atomically, else (symlinks refused, remote backends) a copy; plus a
+        plain-text ``last_checkpoint`` file naming the target."""
+        if self.rank != 0:
+            return
+        target = self.path(target_name)
+        try:
+            if self.local:
+                link = self.path(link_name)
+                tmp = osp.join(osp.dirname(link),
+                               f'{TMP_PREFIX}{os.getpid()}-{link_name}')
+                try:
+                    if osp.lexists(tmp):
+                        os.unlink(tmp)
+                    os.symlink(osp.relpath(target, osp.dirname(link)), tmp)
+                    os.replace(tmp, link)
+                except OSError:
+                    if osp.lexists(tmp):
+                        os.unlink(tmp)
+                    with open(target, 'rb') as src:
+                        data = src.read()
+                    atomic_write(link, lambda f: f.write(data))
+                atomic_write(self.path(LAST_CHECKPOINT_FILE),
+                             lambda f: f.write(target.encode()))
+            else:
+                self.file_client.put(self.file_client.get(target),
+                                     self.path(link_name))
+                self.file_client.put_text(target,
+                                          self.path(LAST_CHECKPOINT_FILE))
+        except Exception as exc:  # noqa: B902
+            if self.on_error == 'raise':
+                raise
+            self._log('error', f'failed to update {link_name}: {exc!r}')
+
+    def remove(self, path):
+        """Delete a file this writer wrote earlier."""
+        if self.rank != 0 or not path:
+            return
+        try:
+            if self.file_client.isfile(path):
+                self.file_client.remove(path)
+        except Exception as exc:  # noqa: B902
+            self._log('warning', f'could not remove {path}: {exc!r}')
+
+    def _log(self, level, msg):
+        if self.logger is not None:
+            getattr(self.logger, level)(msg)

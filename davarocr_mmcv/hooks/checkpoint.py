@@ -1,0 +1,338 @@
+"""DavarCheckpointHook: DavarOCR's checkpoint hook for mmcv-full 1.7.1."""
+import os.path as osp
+from numbers import Real
+
+from mmcv.runner import HOOKS, CheckpointHook
+from mmcv.runner.dist_utils import allreduce_params
+
+from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
+                         LATEST_LINK_NAME, LATEST_MODEL_NAME)
+from ..core.metrics import BestTracker, hook_msgs, infer_rule
+from ..core.progress import (UNITS, checkpoint_meta, current_point,
+                             is_iter_based, max_steps)
+from ..core.writer import ON_ERROR, CheckpointWriter, build_checkpoint
+
+SAVE_MODES = ('general', 'lightweight')
+
+
+def check_filename_tmpl(tmpl, arg='filename_tmpl'):
+    """Validate a checkpoint name template: one ``{}``, relative, no ``..``.
+
+    Raises:
+        ValueError: naming ``arg`` and what it must look like.
+    """
+    if not isinstance(tmpl, str) or tmpl.count('{}') != 1 or \
+            tmpl.replace('{}', '').count('{') or \
+            tmpl.replace('{}', '').count('}'):
+        raise ValueError(f'{arg} must be a str with exactly one "{{}}" for '
+                         f'the epoch or iteration, e.g. "epoch_{{}}.pth"; '
+                         f'got {tmpl!r}')
+    norm = osp.normpath(tmpl)
+    if osp.isabs(tmpl) or norm == '..' or norm.startswith('..' + osp.sep):
+        raise ValueError(f'{arg} must stay inside out_dir (a relative path '
+                         f'without ".." escaping it); got {tmpl!r}')
+    return tmpl
+
+
+def _positive_int(value, arg):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f'{arg} must be a positive int when its schedule is '
+                         f'enabled, got {value!r}')
+    return value
+
+
+@HOOKS.register_module()
+class DavarCheckpointHook(CheckpointHook):
+    """Save checkpoints by epoch and/or by iteration, keeping only what is
+    wanted.
+
+    ``save_mode='general'`` behaves as mmcv's CheckpointHook (``epoch_N.pth``
+    / ``iter_N.pth``, ``latest.pth``, ``max_keep_ckpts``) and saves nothing
+    before ``model_milestone``. ``save_mode='lightweight'`` keeps two files:
+    ``Best_checkpoint.pth`` (the weights of the best ``metric``) and
+    ``latest_model.pth`` (the newest state, refreshed at every save point).
+
+    Args:
+        interval (int): epochs between saves when ``by_epoch``. Default: 1.
+        iter_interval (int): iterations between saves when ``by_iter``.
+            Default: -1 (off).
+        by_epoch (bool): save by epoch. Default: True.
+        by_iter (bool): save by iteration; combinable with ``by_epoch``.
+            With both False, ``interval`` counts iterations, as in mmcv.
+            Default: False.
+        metric (str | None): metric ranking checkpoints in lightweight mode.
+            Default: 'accuracy'.
+        rule (str | None): 'greater', 'less', or None to infer it from
+            ``metric``. Default: None.
+        init_metric (float | None): score a first result must beat. Default:
+            None, meaning -inf for 'greater' and +inf for 'less'.
+        save_optimizer (bool): store optimizer state (never in the best
+            checkpoint). Default: True.
+        out_dir (str | None): root folder; joined with the work_dir's name,
+            as in mmcv. Default: None (work_dir).
+        save_mode (str): 'general' or 'lightweight'. Default: 'general'.
+        model_milestone (float): fraction of training, in [0, 1), before
+            which nothing is saved. Default: 0.
+        max_keep_ckpts (int): regular checkpoints kept in general mode; the
+            best and the resumed-from file are never removed. Default: -1.
+        save_last (bool): also save at the last epoch/iteration. Default: True.
+        sync_buffer (bool): all-reduce buffers before saving. Default: False.
+        filename_tmpl (str | None): name of regular checkpoints, may include a
+            sub-folder. Default: 'epoch_{}.pth' or 'iter_{}.pth'.
+        iter_filename_tmpl (str): name of iteration checkpoints while
+            ``filename_tmpl`` names epoch ones. Default: 'iter_{}.pth'.
+        best_filename (str): Default: 'Best_checkpoint.pth'.
+        latest_filename (str): Default: 'latest_model.pth'.
+        on_save_error (str): 'raise' stops training when a write fails;
+            'continue' logs it and retries at the next save point. Default:
+            'raise'.
+        greater_keys, less_keys (list[str] | None): extra names for rule
+            inference.
+        **kwargs: mmcv CheckpointHook arguments (``create_symlink``,
+            ``file_client_args``).
+    """
+
+    def __init__(self,
+                 interval=1,
+                 iter_interval=-1,
+                 by_epoch=True,
+                 by_iter=False,
+                 metric='accuracy',
+                 rule=None,
+                 init_metric=None,
+                 save_optimizer=True,
+                 out_dir=None,
+                 save_mode='general',
+                 model_milestone=0,
+                 max_keep_ckpts=-1,
+                 save_last=True,
+                 sync_buffer=False,
+                 filename_tmpl=None,
+                 iter_filename_tmpl=ITER_TMPL,
+                 best_filename=BEST_CKPT_NAME,
+                 latest_filename=LATEST_MODEL_NAME,
+                 on_save_error='raise',
+                 greater_keys=None,
+                 less_keys=None,
+                 file_client_args=None,
+                 **kwargs):
+        if save_mode not in SAVE_MODES:
+            raise ValueError(f'save_mode must be one of {SAVE_MODES}, '
+                             f'got {save_mode!r}')
+        if on_save_error not in ON_ERROR:
+            raise ValueError(f'on_save_error must be one of {ON_ERROR}, '
+                             f'got {on_save_error!r}')
+        if isinstance(model_milestone, bool) or \
+                not isinstance(model_milestone, Real) or \
+                not 0 <= model_milestone < 1:
+            raise ValueError('model_milestone must be a fraction of training '
+                             f'in [0, 1), got {model_milestone!r}')
+        if init_metric is not None and (isinstance(init_metric, bool) or
+                                        not isinstance(init_metric, Real)):
+            raise ValueError('init_metric must be a number or None, '
+                             f'got {init_metric!r}')
+        if isinstance(max_keep_ckpts, bool) or \
+                not isinstance(max_keep_ckpts, int):
+            raise ValueError('max_keep_ckpts must be an int (<= 0 keeps all), '
+                             f'got {max_keep_ckpts!r}')
+        # Both flags off is mmcv's by_epoch=False: ``interval`` iterations.
+        if not by_epoch and not by_iter:
+            by_iter, iter_interval = True, interval
+        self.intervals = dict(
+            epoch=_positive_int(interval, 'interval') if by_epoch else None,
+            iter=_positive_int(iter_interval, 'iter_interval')
+            if by_iter else None)
+        epoch_tmpl = check_filename_tmpl(filename_tmpl or EPOCH_TMPL)
+        iter_tmpl = check_filename_tmpl(
+            filename_tmpl if filename_tmpl and not by_epoch
+            else iter_filename_tmpl, 'iter_filename_tmpl')
+        if by_epoch and by_iter and epoch_tmpl == iter_tmpl:
+            raise ValueError(
+                'filename_tmpl and iter_filename_tmpl must differ when saving '
+                f'by epoch and by iteration, both are {epoch_tmpl!r}')
+        self.filename_tmpls = dict(epoch=epoch_tmpl, iter=iter_tmpl)
+        for arg, name in (('best_filename', best_filename),
+                          ('latest_filename', latest_filename)):
+            if not isinstance(name, str) or not name or \
+                    osp.normpath(name).startswith('..') or osp.isabs(name):
+                raise ValueError(f'{arg} must be a file name inside out_dir, '
+                                 f'got {name!r}')
+
+        self.tracker = None
+        if save_mode == 'lightweight':
+            if not isinstance(metric, str) or not metric:
+                raise ValueError('metric must name the evaluation metric '
+                                 'that ranks checkpoints in lightweight '
+                                 f'mode, got {metric!r}')
+            self.tracker = BestTracker(
+                metric, infer_rule(metric, rule, greater_keys or (),
+                                   less_keys or ()), init_metric)
+        elif rule is not None:
+            infer_rule(metric or '', rule)  # validates the value
+
+        super().__init__(interval=interval, by_epoch=by_epoch,
+                         save_optimizer=save_optimizer, out_dir=out_dir,
+                         max_keep_ckpts=max_keep_ckpts, save_last=save_last,
+                         sync_buffer=sync_buffer,
+                         file_client_args=file_client_args, **kwargs)
+        self.iter_interval = iter_interval
+        self.by_iter = by_iter
+        self.metric = metric
+        self.save_mode = save_mode
+        self.model_milestone = float(model_milestone)
+        self.best_filename = best_filename
+        self.latest_filename = latest_filename
+        self.on_save_error = on_save_error
+        self._pending = None
+        self._last_record = None
+        self._warned_no_eval = False
+
+    # ------------------------------------------------------------- set-up
+    def before_run(self, runner):
+        super().before_run(runner)  # out_dir, file_client, create_symlink
+        self.writer = CheckpointWriter(self.out_dir, self.file_client,
+                                       runner.logger, self.on_save_error)
+        self.writer.prepare()
+        msgs = hook_msgs(runner)
+        # The file a run resumed from is never rotated away.
+        self._protected = {msgs.get('last_ckpt')}
+        position = runner.hooks.index(self) if self in runner.hooks else -1
+        self._later_evaluators = [
+            h for h in runner.hooks[position + 1:]
+            if hasattr(h, 'will_evaluate')
+        ]
+        if self.intervals['epoch'] and is_iter_based(runner):
+            runner.logger.warning(
+                'DavarCheckpointHook: by_epoch=True has no effect in an '
+                'IterBasedRunner; use by_iter/iter_interval')
+
+    # --------------------------------------------------------------- WHEN
+    def after_train_epoch(self, runner):
+        self._at_point(runner, 'epoch')
+
+    def after_train_iter(self, runner):
+        self._at_point(runner, 'iter')
+
+    def after_evaluation(self, runner, record):
+        """Called by the eval hooks with each fresh evaluation."""
+        if self.tracker is not None and self._last_record is None:
+            record.score(self.tracker.metric)  # a missing metric fails now
+        self._last_record = record
+        if self._pending is not None and self._pending.key == (
+                record.unit, record.iters_done):
+            point, self._pending = self._pending, None
+            self._act(runner, point)
+
+    def _at_point(self, runner, unit):
+        point = current_point(runner, unit)
+        if any(h.will_evaluate(runner, unit) for h in self._later_evaluators):
+            # An evaluation of these weights is still to come at this point:
+            # act once its metrics are in (see after_evaluation).
+            self._pending = point
+            return
+        self._act(runner, point)
+
+    def _due(self, runner, point):
+        interval = self.intervals[point.unit]
+        if interval is None:
+            return False
+        if point.step % interval == 0:
+            return True
+        if not self.save_last or point.step != max_steps(runner, point.unit):
+            return False
+        # The epoch save right after an epoch runner's last iteration is
+        # the last save; no second copy by iteration.
+        return point.unit == 'epoch' or is_iter_based(runner) or \
+            self.intervals['epoch'] is None
+
+    def _past_milestone(self, runner, point):
+        return point.step > int(max_steps(runner, point.unit) *
+                                self.model_milestone)
+
+    def _fresh_record(self, point):
+        record = self._last_record
+        if record is not None and record.iters_done == point.iters_done:
+            return record
+        return None
+
+    def _act(self, runner, point):
+        due = self._due(runner, point)
+        record = self._fresh_record(point)
+        if not (due or (self.tracker and record)) or \
+                not self._past_milestone(runner, point):
+            return
+        if self.sync_buffer:
+            allreduce_params(runner.model.buffers())
+        if self.tracker is None:
+            self._save_general(runner, point)
+        else:
+            self._save_lightweight(runner, point, record, due)
+
+    # --------------------------------------------------------------- WHAT
+    def _save_general(self, runner, point):
+        name = self.filename_tmpls[point.unit].format(point.step)
+        runner.logger.info(f'Saving checkpoint at {point.step} {point.unit}s')
+        path = self._write(runner, point, name, dict(last_ckpt=None),
+                           self.save_optimizer)
+        if path is None:
+            return
+        if self.args.get('create_symlink', True):
+            self.writer.point_latest(name, LATEST_LINK_NAME)
+        msgs = hook_msgs(runner)
+        history = msgs.setdefault('ckpt_history', [])
+        if path not in history:
+            history.append(path)
+        self._rotate(msgs)
+
+    def _rotate(self, msgs):
+        if self.max_keep_ckpts <= 0:
+            return
+        history = msgs['ckpt_history']
+        keep = self._protected | {msgs.get('best_ckpt'), msgs['last_ckpt']}
+        removable = [p for p in history if p not in keep]
+        for path in removable[:max(0, len(history) - self.max_keep_ckpts)]:
+            self.writer.remove(path)
+            history.remove(path)
+
+    def _save_lightweight(self, runner, point, record, due):
+        if record is None and self._last_record is None and \
+                not self._warned_no_eval:
+            self._warned_no_eval = True
+            runner.logger.warning(
+                f'DavarCheckpointHook: no evaluation has reported '
+                f'{self.tracker.metric!r}; only {self.latest_filename} is '
+                f'saved. Register DavarEvalHook (evaluation=dict(...), '
+                f'--validate) to keep {self.best_filename}.')
+        best = record and self.tracker.candidate(
+            runner, record, self.writer.path(self.best_filename))
+        if best:
+            runner.logger.info(
+                f'New best {self.tracker.metric}: {best["best_score"]} at '
+                f'{point.unit} {point.step}; saving {self.best_filename}')
+            if self._write(runner, point, self.best_filename, best,
+                           save_optimizer=False) is None:
+                best = None
+        if due or best:
+            # Re-written after a new best, so that a resume knows that best.
+            self._write(runner, point, self.latest_filename,
+                        dict(last_ckpt=None), self.save_optimizer)
+
+    # -------------------------------------------------------------- WRITE
+    def _write(self, runner, point, name, updates, save_optimizer):
+        """Write ``name`` with ``hook_msgs`` already holding ``updates``
+        (``last_ckpt=None`` means this file); commit them to the runner
+        only once the file is written. Returns the path or None."""
+        path = self.writer.path(name)
+        updates = {k: path if v is None else v for k, v in updates.items()}
+        msgs = dict(hook_msgs(runner), **updates)
+        meta = dict(runner.meta, hook_msgs=msgs,
+                    **checkpoint_meta(runner, point))
+        safe = (hook_msgs(runner).get('best_ckpt'),
+                hook_msgs(runner).get('last_ckpt'))
+        if self.writer.save(name, build_checkpoint(runner, meta,
+                                                   save_optimizer),
+                            keep_safe=safe) is None:
+            return None
+        hook_msgs(runner).update(updates)
+        return path
+

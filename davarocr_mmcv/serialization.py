@@ -1,0 +1,64 @@
+"""Safe loading of checkpoints written by mmcv 1.x, mmdet 2.x and DavarOCR.
+
+torch>=2.6 loads with ``weights_only=True`` by default. Old checkpoints hold a
+few numpy objects in their ``meta`` (``best_score`` as ``numpy.float64`` is the
+common one), which that unpickler refuses. Instead of falling back to
+``weights_only=False`` (which runs arbitrary code), the numpy types below are
+added to torch's allow-list; anything else is still refused.
+"""
+import numpy as np
+import torch
+
+
+def _numpy_safe_globals():
+    from numpy.core.multiarray import _reconstruct, scalar
+    types = [scalar, _reconstruct, np.ndarray, np.dtype]
+    # numpy>=1.25 pickles dtypes as instances of numpy.dtypes.*DType classes.
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        types += [getattr(dtypes, name) for name in dir(dtypes)
+                  if name.endswith('DType')]
+    return types
+
+
+SAFE_GLOBALS = _numpy_safe_globals()
+
+
+def register_safe_globals():
+    """Allow the numpy types of old checkpoints in ``weights_only`` loads."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:  # torch<2.4 has no weights_only default to satisfy
+        add(SAFE_GLOBALS)
+
+
+def load_checkpoint_file(path, map_location='cpu'):
+    """Load a checkpoint through the allow-list; never executes pickled code.
+
+    Raises:
+        RuntimeError: naming the file and the refused type, if the file holds
+            anything outside the allow-list.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, wrapped variously
+        if 'weights_only' in str(exc) or 'Unsupported global' in str(exc):
+            raise RuntimeError(
+                f'Refused to load {path}: it contains an object outside the '
+                f'allow-list of safe types ({exc}). Load it only if you trust '
+                'its origin, with torch.load(..., weights_only=False).') from exc
+        raise
+
+
+def to_plain(value):
+    """Turn numpy scalars (and containers of them) into plain Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(v) for v in value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value

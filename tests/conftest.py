@@ -1,0 +1,24 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from toy import ScriptedDataset, make_loader, make_runner  # noqa: E402
+
+
+@pytest.fixture
+def toy_loader():
+    """Factory: a loader over a ScriptedDataset (2 batches of 2 by default)."""
+    def factory(scores=(), **kwargs):
+        return make_loader(ScriptedDataset(scores=scores, **kwargs))
+    return factory
+
+
+@pytest.fixture
+def runner_factory(tmp_path):
+    """Factory: a real Epoch/IterBasedRunner working in tmp_path/<name>."""
+    def factory(kind='epoch', name='work', **kwargs):
+        return make_runner(tmp_path / name, kind=kind, **kwargs)
+    return factory

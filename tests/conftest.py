@@ -22,3 +22,23 @@ def runner_factory(tmp_path):
     def factory(kind='epoch', name='work', **kwargs):
         return make_runner(tmp_path / name, kind=kind, **kwargs)
     return factory
+
+
+class _NoEpochSleep:
+    """mmcv's EpochBasedRunner sleeps 2 s at every epoch start ("prevent
+    possible deadlock during epoch transition"); in-process tests skip only
+    that sleep. Subprocess tests keep it."""
+
+    def __getattr__(self, name):
+        import time
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _no_epoch_sleep(monkeypatch):
+    from mmcv.runner import epoch_based_runner
+    monkeypatch.setattr(epoch_based_runner, 'time', _NoEpochSleep())

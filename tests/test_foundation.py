@@ -60,7 +60,7 @@ def test_resume_old_checkpoint_with_numpy_best_score(runner_factory,
                                                      kind):
     from davarocr_mmcv.core.resume import resume_runner
     path = str(tmp_path / 'old.pth')
-    old_checkpoint(path, arr=np.arange(3), dt=np.dtype('float32'))
+    old_checkpoint(path, arr=np.arange(3), count=np.int64(2))
     length = dict(max_epochs=3) if kind == 'epoch' else dict(max_iters=6)
     runner = runner_factory(kind, checkpoint_config=dict(
         type='DavarCheckpointHook', save_mode='lightweight'), **length)

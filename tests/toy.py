@@ -114,8 +114,7 @@ def make_runner(work_dir, kind='epoch', max_epochs=None, max_iters=None,
     runner.register_training_hooks(
         lr_config=dict(policy='fixed'), optimizer_config=dict(grad_clip=None),
         checkpoint_config=dict(checkpoint_config or {}) or None,
-        log_config=dict(interval=1, hooks=[dict(type='TextLoggerHook'),
-                                           dict(type='JsonLoggerHook')]))
+        log_config=dict(interval=1, hooks=[dict(type='TextLoggerHook')]))
     return runner
 
 

@@ -2,13 +2,13 @@
 import os.path as osp
 from numbers import Real
 
-from mmcv.runner import HOOKS, CheckpointHook
-from mmcv.runner.dist_utils import allreduce_params
+import torch.distributed as dist
+from mmcv.runner import HOOKS, CheckpointHook, get_dist_info
 
 from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..core.metrics import BestTracker, hook_msgs, infer_rule
-from ..core.progress import (UNITS, checkpoint_meta, current_point,
+from ..core.progress import (checkpoint_meta, current_point,
                              is_iter_based, max_steps)
 from ..core.writer import ON_ERROR, CheckpointWriter, build_checkpoint
 
@@ -32,6 +32,21 @@ def check_filename_tmpl(tmpl, arg='filename_tmpl'):
         raise ValueError(f'{arg} must stay inside out_dir (a relative path '
                          f'without ".." escaping it); got {tmpl!r}')
     return tmpl
+
+
+def sync_buffers(model):
+    """Average floating-point buffers over ranks and take rank 0's integer
+    ones (mmcv's allreduce_params divides ``num_batches_tracked`` too, which
+    fails on torch 2)."""
+    _, world_size = get_dist_info()
+    if world_size == 1:
+        return
+    for buf in model.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf.data)
+            buf.data.div_(world_size)
+        else:
+            dist.broadcast(buf.data, 0)
 
 
 def _positive_int(value, arg):
@@ -262,7 +277,7 @@ class DavarCheckpointHook(CheckpointHook):
                 not self._past_milestone(runner, point):
             return
         if self.sync_buffer:
-            allreduce_params(runner.model.buffers())
+            sync_buffers(runner.model)
         if self.tracker is None:
             self._save_general(runner, point)
         else:

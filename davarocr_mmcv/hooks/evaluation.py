@@ -4,6 +4,7 @@ import os.path as osp
 
 import torch.distributed as dist
 from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
+from mmcv.runner.hooks import LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..apis.test import check_model_type, multi_gpu_test, single_gpu_test
@@ -204,15 +205,31 @@ class DavarEvalHook(EvalHook):
         record = EvalRecord(point.unit, point.step, point.iters_done,
                             metrics)
         self._check(record)
-        for name, value in metrics.items():
-            runner.log_buffer.output[name] = value
-        runner.log_buffer.ready = True
+        self._log_metrics(runner, metrics)
         runner.logger.info(
             f'Evaluation at {point.unit} {point.step}: ' +
             ', '.join(f'{k}: {v}' for k, v in metrics.items()))
         if self.keeps_best:
             self._keep_best(runner, record)
         publish_evaluation(runner, record)
+
+    def _log_metrics(self, runner, metrics):
+        """Put ``metrics`` in the log buffer for the logger hooks. Logger
+        hooks that already ran at this point (registered before this hook)
+        write them now, so no evaluation is left out of the logs."""
+        for name, value in metrics.items():
+            runner.log_buffer.output[name] = value
+        runner.log_buffer.ready = True
+        done = self._loggers_before(runner)
+        if done:
+            for logger_hook in done:
+                logger_hook.log(runner)
+            runner.log_buffer.clear_output()
+
+    def _loggers_before(self, runner):
+        hooks = runner.hooks
+        position = hooks.index(self) if self in hooks else 0
+        return [h for h in hooks[:position] if isinstance(h, LoggerHook)]
 
     def _share(self, metrics):
         """Rank 0's metrics on every rank."""

@@ -5,7 +5,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from toy import ScriptedDataset, make_loader, make_runner  # noqa: E402
+from toy import (ScriptedDataset, make_loader, make_runner,  # noqa: E402
+                 no_epoch_sleep)
 
 
 @pytest.fixture
@@ -24,21 +25,7 @@ def runner_factory(tmp_path):
     return factory
 
 
-class _NoEpochSleep:
-    """mmcv's EpochBasedRunner sleeps 2 s at every epoch start ("prevent
-    possible deadlock during epoch transition"); in-process tests skip only
-    that sleep. Subprocess tests keep it."""
-
-    def __getattr__(self, name):
-        import time
-        return getattr(time, name)
-
-    @staticmethod
-    def sleep(seconds):
-        pass
-
-
 @pytest.fixture(autouse=True)
 def _no_epoch_sleep(monkeypatch):
-    from mmcv.runner import epoch_based_runner
-    monkeypatch.setattr(epoch_based_runner, 'time', _NoEpochSleep())
+    """In-process tests skip mmcv's 2 s pause at each epoch transition."""
+    no_epoch_sleep(monkeypatch.setattr)

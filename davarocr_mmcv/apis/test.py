@@ -216,7 +216,8 @@ def _shared_tmpdir(tmpdir):
 
 def collect_results_files(results, tmpdir=None):
     """Gather ``results`` through a shared folder. Returns the per-rank lists
-    on rank 0, None elsewhere; the folder is removed afterwards."""
+    on rank 0, None elsewhere; rank 0 removes the folder afterwards (the next
+    call gets a new one, so no rank waits for that)."""
     rank, world_size = get_dist_info()
     folder = _shared_tmpdir(tmpdir)
     with open(osp.join(folder, f'part_{rank}.pkl'), 'wb') as f:
@@ -229,5 +230,4 @@ def collect_results_files(results, tmpdir=None):
             with open(osp.join(folder, f'part_{r}.pkl'), 'rb') as f:
                 parts.append(pickle.load(f))
         shutil.rmtree(folder, ignore_errors=True)
-    dist.barrier()
     return parts

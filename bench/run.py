@@ -1,0 +1,345 @@
+"""Benchmarks of davarocr_mmcv against mmcv 1.7.1, measured in the same run.
+
+    make bench                 # full run, writes bench/results.json
+    python bench/run.py --smoke --out /tmp/r.json   # seconds; CI runs this
+
+Every figure is a ratio against a baseline timed in the same process:
+1. dispatch: per-iteration cost of DavarCheckpointHook + DavarEvalHook on
+   iterations where nothing is saved or evaluated, against mmcv's
+   CheckpointHook + EvalHook, in a real IterBasedRunner (target <= 1.05);
+2. save: the hook's atomic save (temporary file, fsync, rename) against a
+   plain torch.save of the same checkpoint dict to the same disk
+   (target <= 1.10);
+3. collect: multi_gpu_test's collection over 2 gloo processes against
+   mmcv's collect_results_cpu with an explicit tmpdir (target <= 1.0);
+4. disk: bytes on disk after 20 epochs, lightweight vs general vs mmcv;
+5. memory: peak RSS while saving, against torch.save.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tests'))
+sys.path.insert(0, ROOT)
+
+import mmcv  # noqa: E402
+from mmcv.runner import CheckpointHook, EvalHook, IterBasedRunner  # noqa
+
+import davarocr_mmcv  # noqa: E402
+from davarocr_mmcv import DavarCheckpointHook, DavarEvalHook  # noqa: E402
+from davarocr_mmcv.core.writer import atomic_write  # noqa: E402
+from toy import (ScriptedDataset, ToyModel, make_loader,  # noqa: E402
+                 make_logger, no_epoch_sleep)
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ------------------------------------------------------------- 1. dispatch
+def _iter_runner(work_dir, hooks, iters):
+    model = ToyModel()
+    runner = IterBasedRunner(model=model, optimizer=torch.optim.SGD(
+        model.parameters(), lr=0.01), work_dir=work_dir,
+        logger=make_logger(work_dir, 'bench'), max_iters=iters)
+    runner.register_training_hooks(lr_config=dict(policy='fixed'),
+                                   optimizer_config=dict(grad_clip=None))
+    for hook, priority in hooks:
+        runner.register_hook(hook, priority=priority)
+    return runner
+
+
+def bench_dispatch(tmp, iters, repeat):
+    loader = make_loader(ScriptedDataset(size=2 * iters))
+    never = 10 ** 9
+
+    def pairs(kind):
+        if kind == 'mmcv':
+            return [(CheckpointHook(interval=never, by_epoch=False,
+                                    save_last=False), 'NORMAL'),
+                    (EvalHook(loader, interval=never, by_epoch=False),
+                     'LOW')]
+        return [(DavarCheckpointHook(by_epoch=False, by_iter=True,
+                                     iter_interval=never, save_last=False,
+                                     save_mode='lightweight'), 'NORMAL'),
+                (DavarEvalHook(loader, by_epoch=False, interval=never,
+                               eval_mode='lightweight'), 'LOW')]
+
+    out = {}
+    for kind in ('mmcv', 'davar'):
+        def train():
+            work = tempfile.mkdtemp(dir=tmp)
+            runner = _iter_runner(work, pairs(kind), iters)
+            runner.run([loader], [('train', 1)])
+        out[f'{kind}_s_per_iter'] = best_of(train, repeat) / iters
+        # the hooks alone, on a runner in the middle of training
+        runner = _iter_runner(tempfile.mkdtemp(dir=tmp), pairs(kind), iters)
+        runner._iter = 5
+        for hook in runner.hooks:
+            hook.before_run(runner)
+        hooks = [h for h, _ in pairs(kind)]
+        hooks = [h for h in runner.hooks if type(h) in map(type, hooks)]
+        calls = 20000
+
+        def dispatch():
+            for _ in range(calls):
+                for h in hooks:
+                    h.before_train_iter(runner)
+                    h.after_train_iter(runner)
+        out[f'{kind}_hook_us_per_iter'] = best_of(dispatch, 3) / calls * 1e6
+    out['ratio_per_iter'] = out['davar_s_per_iter'] / out['mmcv_s_per_iter']
+    out['target_ratio'] = 1.05
+    return out
+
+
+# ----------------------------------------------------------------- 2. save
+def _state(mb):
+    n = int(mb * 2 ** 20 / 4)
+    return dict(meta=dict(epoch=1, iter=10, hook_msgs=dict(best_score=0.5)),
+                state_dict=dict(weight=torch.randn(n)),
+                optimizer=dict(state={}, param_groups=[dict(lr=0.1)]))
+
+
+def bench_save(tmp, sizes, repeat):
+    rows = []
+    for mb in sizes:
+        ckpt = _state(mb)
+        plain = osp.join(tmp, 'plain.pth')
+        atomic = osp.join(tmp, 'atomic.pth')
+        t_plain = best_of(lambda: torch.save(ckpt, plain), repeat)
+        t_atomic = best_of(lambda: atomic_write(
+            atomic, lambda f: torch.save(ckpt, f)), repeat)
+        rows.append(dict(size_mb=mb, torch_save_s=t_plain,
+                         atomic_save_s=t_atomic,
+                         ratio=t_atomic / t_plain))
+        os.unlink(plain)
+        os.unlink(atomic)
+        del ckpt
+    return dict(rows=rows, target_ratio=1.10,
+                note='the atomic save includes fsync of the file and its '
+                     'folder; torch.save leaves the data in the page cache')
+
+
+# -------------------------------------------------------------- 3. collect
+def _collect_worker(rank, world, port, n, kind, tmp, out):
+    import torch.distributed as dist
+    from mmcv.engine import collect_results_cpu
+    from davarocr_mmcv.apis.test import (collect_results_files,
+                                         interleave)
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    rng = np.random.RandomState(rank)
+    share = list(range(rank, n, world))
+    if kind == 'detector':
+        part = [[rng.rand(3, 5).astype(np.float32)] for _ in share]
+    else:
+        part = [f'word{i}' for i in share]
+    timings = {}
+    for name in ('mmcv', 'davar', 'mmcv', 'davar'):
+        dist.barrier()
+        start = time.perf_counter()
+        if name == 'mmcv':
+            collect_results_cpu(part, n, osp.join(tmp, f'mmcv_{n}'))
+        else:
+            parts = collect_results_files(part, tmp)
+            if rank == 0:
+                interleave(parts, n)
+        dist.barrier()
+        elapsed = time.perf_counter() - start
+        timings[name] = min(timings.get(name, elapsed), elapsed)
+    if rank == 0:
+        with open(out, 'w') as f:
+            json.dump(timings, f)
+    dist.destroy_process_group()
+
+
+def bench_collect(tmp, counts):
+    import torch.multiprocessing as mp
+    from toy import free_port
+    rows = []
+    for kind in ('detector', 'recognizer'):
+        for n in counts:
+            out = osp.join(tmp, f'collect_{kind}_{n}.json')
+            mp.spawn(_collect_worker, args=(2, free_port(), n, kind, tmp,
+                                            out), nprocs=2, join=True)
+            with open(out) as f:
+                t = json.load(f)
+            rows.append(dict(kind=kind, results=n, mmcv_s=t['mmcv'],
+                             davar_s=t['davar'],
+                             ratio=t['davar'] / t['mmcv']))
+    return dict(rows=rows, target_ratio=1.0)
+
+
+# ----------------------------------------------------------------- 4. disk
+class _Ballast(ToyModel):
+    def __init__(self):
+        super().__init__()
+        self.ballast = torch.nn.Parameter(torch.zeros(512, 512))  # 1 MB
+
+
+def _du(folder):
+    return sum(osp.getsize(osp.join(r, n)) for r, _, names in
+               os.walk(folder) for n in names
+               if not osp.islink(osp.join(r, n)))
+
+
+def bench_disk(tmp, epochs):
+    from toy import make_runner, run
+    configs = dict(
+        mmcv=dict(interval=1),
+        general=dict(type='DavarCheckpointHook', interval=1),
+        lightweight=dict(type='DavarCheckpointHook', interval=1,
+                         save_mode='lightweight'))
+    out = {}
+    for name, cfg in configs.items():
+        work = osp.join(tmp, f'disk_{name}')
+        runner = make_runner(work, max_epochs=epochs, model=_Ballast(),
+                             checkpoint_config=cfg)
+        loader = make_loader(ScriptedDataset(scores={
+            2 * e: (e * 37 % 11) / 10 for e in range(epochs + 1)}))
+        if name == 'lightweight':
+            runner.register_hook(DavarEvalHook(loader,
+                                               eval_mode='lightweight'))
+        run(runner, loader)
+        files = [n for n in os.listdir(work) if n.endswith('.pth')
+                 and not osp.islink(osp.join(work, n))]
+        out[name] = dict(bytes=_du(work), checkpoints=len(files))
+    out['lightweight_vs_general'] = (out['lightweight']['bytes'] /
+                                     out['general']['bytes'])
+    out['lightweight_vs_mmcv'] = (out['lightweight']['bytes'] /
+                                  out['mmcv']['bytes'])
+    return out
+
+
+# --------------------------------------------------------------- 5. memory
+_MEM_CHILD = r'''
+import resource, sys, torch
+sys.path.insert(0, {root!r})
+from davarocr_mmcv.core.writer import atomic_write
+n = int({mb} * 2 ** 20 / 4)
+ckpt = dict(state_dict=dict(weight=torch.randn(n)))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if {how!r} == 'torch':
+    torch.save(ckpt, {path!r})
+else:
+    atomic_write({path!r}, lambda f: torch.save(ckpt, f))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) / 1024)
+'''
+
+
+def bench_memory(tmp, mb):
+    out = {}
+    for how in ('torch', 'atomic'):
+        code = _MEM_CHILD.format(root=ROOT, mb=mb, how=how,
+                                 path=osp.join(tmp, f'mem_{how}.pth'))
+        res = subprocess.run([sys.executable, '-c', code], check=True,
+                             capture_output=True, text=True)
+        out[f'{how}_extra_peak_mb'] = float(res.stdout.strip().split()[-1])
+    out['state_mb'] = mb
+    return out
+
+
+# ------------------------------------------------------------------ main
+def machine():
+    return dict(python=platform.python_version(), machine=platform.machine(),
+                cpus=os.cpu_count(), torch=torch.__version__,
+                mmcv=mmcv.__version__, numpy=np.__version__,
+                davarocr_mmcv=davarocr_mmcv.__version__,
+                cuda=torch.cuda.is_available(),
+                date=time.strftime('%Y-%m-%d %H:%M:%S'))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny sizes: checks that the scripts run')
+    parser.add_argument('--out', default=osp.join(ROOT, 'bench',
+                                                  'results.json'))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    # mmcv's runners pause 2 s at each epoch transition; figures here are
+    # about the hooks, so that pause is skipped for both sides
+    no_epoch_sleep()
+    smoke = args.smoke
+    tmp = tempfile.mkdtemp(prefix='davar-bench-', dir=osp.dirname(
+        osp.abspath(args.out)) if not smoke else None)
+    try:
+        results = dict(machine=machine(), smoke=smoke)
+        steps = [
+            ('dispatch', lambda: bench_dispatch(tmp, 50 if smoke else 2000,
+                                                1 if smoke else 5)),
+            ('save', lambda: bench_save(tmp, [1] if smoke else
+                                        [10, 100, 500], 1 if smoke else 3)),
+            ('collect', lambda: bench_collect(tmp, [100] if smoke else
+                                              [1000, 10000, 100000])),
+            ('disk', lambda: bench_disk(tmp, 3 if smoke else 20)),
+            ('memory', lambda: bench_memory(tmp, 5 if smoke else 100)),
+        ]
+        for name, fn in steps:
+            print(f'[bench] {name} ...', flush=True)
+            results[name] = fn()
+        report(results)
+        tmp_out = args.out + '.tmp'
+        with open(tmp_out, 'w') as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp_out, args.out)
+        print(f'[bench] wrote {args.out}')
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(r):
+    d = r['dispatch']
+    print('\n| benchmark | davarocr_mmcv | baseline | ratio | target |')
+    print('|---|---|---|---|---|')
+    print(f"| dispatch, per training iteration | "
+          f"{d['davar_s_per_iter'] * 1e6:.0f} µs | "
+          f"{d['mmcv_s_per_iter'] * 1e6:.0f} µs (mmcv hooks) | "
+          f"{d['ratio_per_iter']:.3f} | <= 1.05 |")
+    print(f"| dispatch, the two hooks alone | "
+          f"{d['davar_hook_us_per_iter']:.2f} µs | "
+          f"{d['mmcv_hook_us_per_iter']:.2f} µs | "
+          f"{d['davar_hook_us_per_iter'] / d['mmcv_hook_us_per_iter']:.2f}"
+          f" | - |")
+    for row in r['save']['rows']:
+        print(f"| save {row['size_mb']} MB (atomic + fsync) | "
+              f"{row['atomic_save_s']:.3f} s | {row['torch_save_s']:.3f} s "
+              f"(torch.save) | {row['ratio']:.2f} | <= 1.10 |")
+    for row in r['collect']['rows']:
+        print(f"| collect {row['results']} {row['kind']} results, 2 gloo "
+              f"procs | {row['davar_s']:.3f} s | {row['mmcv_s']:.3f} s "
+              f"(collect_results_cpu) | {row['ratio']:.2f} | <= 1.0 |")
+    k = r['disk']
+    print(f"| disk after {20 if not r['smoke'] else 3} epochs | "
+          f"lightweight {k['lightweight']['bytes'] / 2**20:.1f} MB "
+          f"({k['lightweight']['checkpoints']} files) | general "
+          f"{k['general']['bytes'] / 2**20:.1f} MB, mmcv "
+          f"{k['mmcv']['bytes'] / 2**20:.1f} MB | "
+          f"{k['lightweight_vs_mmcv']:.2f} vs mmcv | 2 files |")
+    m = r['memory']
+    print(f"| peak RSS during a {m['state_mb']} MB save | "
+          f"+{m['atomic_extra_peak_mb']:.0f} MB | "
+          f"+{m['torch_extra_peak_mb']:.0f} MB (torch.save) | - | no extra "
+          f"copy |")
+
+
+if __name__ == '__main__':
+    main()

@@ -143,6 +143,10 @@ class BestTracker:
         """The ``hook_msgs`` entries a new best would set, or None if
         ``record`` does not beat the best so far."""
         score = record.score(self.metric)
+        if not math.isfinite(score):
+            runner.logger.warning(
+                f'{self.metric} is {score} at {record.unit} {record.step}; '
+                'a non-finite score is never best')
         if not is_better(score, self.best(runner), self.rule):
             return None
         best = dict(best_score=score, best_ckpt=ckpt_path,

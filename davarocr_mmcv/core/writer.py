@@ -170,40 +170,48 @@ class CheckpointWriter:
             return None
         return path
 
-    def point_latest(self, target_name, link_name):
-        """Make ``link_name`` lead to ``target_name``: a symlink replaced
-        atomically, else (symlinks refused, remote backends) a copy; plus a
-        plain-text ``last_checkpoint`` file naming the target."""
+    def point_latest(self, target_name, link_name=None):
+        """Record ``target_name`` as the newest checkpoint: a plain-text
+        ``last_checkpoint`` file naming it (readable on any backend), and
+        with ``link_name`` a ``latest.pth`` that leads to it: a symlink
+        replaced atomically, or a copy where symlinks are refused."""
         if self.rank != 0:
             return
         target = self.path(target_name)
         try:
+            if link_name and self.local:
+                self._link_or_copy(target, self.path(link_name))
+            elif link_name:
+                self.file_client.put(self.file_client.get(target),
+                                     self.path(link_name))
             if self.local:
-                link = self.path(link_name)
-                tmp = osp.join(osp.dirname(link),
-                               f'{TMP_PREFIX}{os.getpid()}-{link_name}')
-                try:
-                    if osp.lexists(tmp):
-                        os.unlink(tmp)
-                    os.symlink(osp.relpath(target, osp.dirname(link)), tmp)
-                    os.replace(tmp, link)
-                except OSError:
-                    if osp.lexists(tmp):
-                        os.unlink(tmp)
-                    with open(target, 'rb') as src:
-                        data = src.read()
-                    atomic_write(link, lambda f: f.write(data))
                 atomic_write(self.path(LAST_CHECKPOINT_FILE),
                              lambda f: f.write(target.encode()))
             else:
-                self.file_client.put(self.file_client.get(target),
-                                     self.path(link_name))
                 self.file_client.put_text(target,
                                           self.path(LAST_CHECKPOINT_FILE))
         except Exception as exc:  # noqa: B902
             if self.on_error == 'raise':
                 raise
-            self._log('error', f'failed to update {link_name}: {exc!r}')
+            self._log('error', f'failed to update the latest pointer to '
+                      f'{target}: {exc!r}')
+
+    @staticmethod
+    def _link_or_copy(target, link):
+        tmp = osp.join(osp.dirname(link),
+                       f'{TMP_PREFIX}{os.getpid()}-{osp.basename(link)}')
+        try:
+            if osp.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(osp.relpath(target, osp.dirname(link)), tmp)
+            os.replace(tmp, link)
+            return
+        except OSError:
+            if osp.lexists(tmp):
+                os.unlink(tmp)
+        with open(target, 'rb') as src:
+            data = src.read()
+        atomic_write(link, lambda f: f.write(data))
 
     def remove(self, path):
         """Delete a file this writer wrote earlier."""

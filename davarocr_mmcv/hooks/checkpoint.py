@@ -291,8 +291,9 @@ class DavarCheckpointHook(CheckpointHook):
                            self.save_optimizer)
         if path is None:
             return
-        if self.args.get('create_symlink', True):
-            self.writer.point_latest(name, LATEST_LINK_NAME)
+        self.writer.point_latest(
+            name, LATEST_LINK_NAME if self.args.get('create_symlink', True)
+            else None)
         msgs = hook_msgs(runner)
         history = msgs.setdefault('ckpt_history', [])
         if path not in history:

@@ -8,8 +8,8 @@ from mmcv.runner.hooks import LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..apis.test import check_model_type, multi_gpu_test, single_gpu_test
-from ..core.metrics import (BestTracker, EvalRecord, check_score, hook_msgs,
-                            infer_rule, publish_evaluation)
+from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
+                            publish_evaluation)
 from ..core.progress import checkpoint_meta, current_point
 from ..core.writer import CheckpointWriter, build_checkpoint
 from ..serialization import to_plain
@@ -236,18 +236,15 @@ class DavarEvalHook(EvalHook):
         return metrics
 
     def _check(self, record):
+        """Fail at the first evaluation on a missing or non-numeric ranked
+        metric."""
         if self._rules and self._rules[0][0] == 'auto' and not self.trackers:
             if not record.metrics:
                 raise KeyError('save_best="auto" needs at least one metric; '
                                'the evaluation returned none')
             self._init_trackers([next(iter(record.metrics))])
         for tracker in self.trackers:
-            record.score(tracker.metric)  # missing or non-numeric fails here
-        for name, value in record.metrics.items():
-            try:
-                check_score(name, value)
-            except TypeError:
-                pass  # non-numeric extras are logged, never ranked
+            record.score(tracker.metric)
 
     # --------------------------------------------------- WHAT (general mode)
     def _keep_best(self, runner, record):

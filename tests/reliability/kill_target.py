@@ -1,6 +1,6 @@
 """A training that saves at every iteration, to be killed with SIGKILL.
 
-    python kill_target.py WORK_DIR {general,lightweight}
+    python kill_target.py WORK_DIR {general,lightweight} [MAX_ITERS]
 
 It auto-resumes from the newest checkpoint in WORK_DIR, so successive kills
 exercise resume too. Prints 'resumed N' and 'iter N' lines.
@@ -27,7 +27,7 @@ class BigToy(ToyModel):
         self.ballast = torch.nn.Parameter(torch.randn(2048, 2048))
 
 
-def main(work_dir, mode):
+def main(work_dir, mode, max_iters='10000'):
     torch.set_num_threads(1)
     ckpt = dict(type='DavarCheckpointHook', by_epoch=False, interval=1)
     if mode == 'general':
@@ -35,7 +35,7 @@ def main(work_dir, mode):
     else:
         ckpt.update(save_mode='lightweight', metric='accuracy',
                     by_iter=True, iter_interval=1)
-    runner = make_runner(work_dir, kind='iter', max_iters=10000,
+    runner = make_runner(work_dir, kind='iter', max_iters=int(max_iters),
                          checkpoint_config=ckpt, model=BigToy())
     scores = {i: (i * 7919 % 101) / 100 for i in range(10001)}
     loader = make_loader(ScriptedDataset(scores=scores))
@@ -49,6 +49,7 @@ def main(work_dir, mode):
         print(f'resumed {runner.iter}', flush=True)
     print('started', flush=True)
     run(runner, loader)
+    print('done', flush=True)
 
 
 if __name__ == '__main__':

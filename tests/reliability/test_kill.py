@@ -17,10 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TRIALS = 20
 
 
-def start(work_dir, mode):
+def start(work_dir, mode, max_iters=10000):
     return subprocess.Popen(
         [sys.executable, os.path.join(HERE, 'kill_target.py'), str(work_dir),
-         mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         mode, str(max_iters)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1'))
 
 
@@ -81,3 +81,40 @@ def test_kill9_never_corrupts(tmp_path, mode):
     assert trials >= TRIALS / 2
     # every start after the first with a checkpoint resumed, and progressed
     assert resumed and resumed == sorted(resumed)
+
+
+def test_resume_after_kill_ends_with_the_uninterrupted_best(tmp_path):
+    """kill -9 a run three times, auto-resume it to the end, and compare the
+    final best with a run that was never interrupted."""
+    max_iters = 30
+    full = start(tmp_path / 'full', 'lightweight', max_iters)
+    wait_for(full, 'done', 240)
+    full.wait(60)
+    rng = random.Random(7)
+    work = tmp_path / 'killed'
+    kills = 0
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        proc = start(work, 'lightweight', max_iters)
+        try:
+            wait_for(proc, 'started', 120)
+            if kills < 3:
+                time.sleep(rng.uniform(0.3, 1.5))
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            else:
+                wait_for(proc, 'done', 240)
+                break
+        finally:
+            proc.kill()
+            proc.wait(30)
+    assert kills == 3
+    best = [load_checkpoint_file(str(d / 'Best_checkpoint.pth'))
+            for d in (tmp_path / 'full', work)]
+    keys = ('best_score', 'best_unit', 'best_step')
+    assert [{k: b['meta']['hook_msgs'][k] for k in keys} for b in best][0] \
+        == [{k: b['meta']['hook_msgs'][k] for k in keys} for b in best][1]
+    assert int(best[0]['state_dict']['steps']) == \
+        int(best[1]['state_dict']['steps'])
+    latest = load_checkpoint_file(str(work / 'latest_model.pth'))
+    assert latest['meta']['iter'] == max_iters

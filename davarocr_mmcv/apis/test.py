@@ -4,13 +4,13 @@ import os
 import os.path as osp
 import pickle
 import shutil
-import sys
 import tempfile
-import time
 
 import torch
 import torch.distributed as dist
 from mmcv.runner import get_dist_info
+
+from ..utils.progressbar import DavarProgressBar
 
 MODEL_TYPES = ('DETECTOR', 'RECOGNIZOR', 'SPOTTER')
 
@@ -20,47 +20,6 @@ def check_model_type(model_type, arg='model_type'):
         raise ValueError(f'{arg} must be one of {MODEL_TYPES}, '
                          f'got {model_type!r}')
     return model_type
-
-
-class ProgressBar:
-    """A progress bar that stays readable in log files: on a terminal it
-    redraws one line; otherwise it prints a line at most every
-    ``min_time_interval`` seconds, and once at the end."""
-
-    def __init__(self, total, min_time_interval=1.0, stream=None):
-        self.total = total
-        self.done = 0
-        self.min_time_interval = min_time_interval
-        self.stream = stream or sys.stdout
-        self.tty = getattr(self.stream, 'isatty', lambda: False)()
-        self.start = self.last = time.time()
-
-    def update(self, num=1):
-        self.done += num
-        now = time.time()
-        finished = self.done >= self.total
-        if not finished and now - self.last < self.min_time_interval:
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        line = (f'[{self.done}/{self.total}] {self.done / elapsed:.1f} '
-                f'samples/s, elapsed {elapsed:.0f}s')
-        if self.tty:
-            self.stream.write('\r' + line + ('\n' if finished else ''))
-        else:
-            self.stream.write(line + '\n')
-        self.stream.flush()
-
-
-def _batch_size(data):
-    img_metas = data.get('img_metas')
-    if img_metas is not None:
-        metas = img_metas[0] if isinstance(img_metas, list) else img_metas
-        metas = getattr(metas, 'data', metas)
-        if isinstance(metas, list) and metas and isinstance(metas[0], list):
-            metas = metas[0]
-        return len(metas)
-    return None
 
 
 def format_results(result, model_type):
@@ -109,7 +68,7 @@ def single_gpu_test(model, data_loader, show=False, out_dir=None,
         list: one formatted result per sample, in dataset order.
     """
     check_model_type(model_type)
-    bar = ProgressBar(len(data_loader.dataset), min_time_interval)
+    bar = DavarProgressBar(len(data_loader.dataset), min_time_interval)
     if not (show or out_dir) or model_type != 'DETECTOR':
         return _inference(model, data_loader, model_type, bar.update)
     results = []
@@ -166,7 +125,7 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
         return single_gpu_test(model, data_loader, model_type=model_type,
                                min_time_interval=min_time_interval)
     size = len(data_loader.dataset)
-    bar = ProgressBar(size, min_time_interval) if rank == 0 else None
+    bar = DavarProgressBar(size, min_time_interval) if rank == 0 else None
     results = _inference(
         model, data_loader, model_type,
         (lambda n: bar.update(n * world_size)) if bar else (lambda n: None))

@@ -5,6 +5,7 @@ from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
                          build_runner)
 from mmcv.utils import build_from_cfg, get_logger
 
+from ..core.metrics import notify
 from ..core.resume import find_latest_checkpoint, resume_runner
 from ..hooks import DavarDistEvalHook, DavarEvalHook
 from .dist import wrap_model
@@ -117,5 +118,9 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         resume_runner(runner, resume_from)
     elif cfg.get('load_from'):
         runner.load_checkpoint(cfg.load_from, map_location='cpu')
-    runner.run(loaders, cfg.workflow)
+    try:
+        runner.run(loaders, cfg.workflow)
+    except BaseException as exc:
+        notify(runner, 'on_train_failure', exc)
+        raise
     return runner

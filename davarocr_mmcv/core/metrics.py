@@ -100,15 +100,24 @@ class EvalRecord(NamedTuple):
         return check_score(metric, self.metrics[metric])
 
 
+def notify(runner, event, *args):
+    """Call ``hook.<event>(runner, *args)`` on every hook that defines it.
+
+    Events: ``before_evaluation(point)``, ``after_evaluation(record)`` (from
+    the eval hooks) and ``on_train_failure(exc)`` (from ``train_model``).
+    """
+    for hook in runner.hooks:
+        listener = getattr(hook, event, None)
+        if listener is not None:
+            listener(runner, *args)
+
+
 def publish_evaluation(runner, record):
     """Record ``record`` in ``hook_msgs['eval_history']`` and hand it to every
     hook that listens (``after_evaluation(runner, record)``)."""
     msgs = hook_msgs(runner)
     msgs.setdefault('eval_history', []).append(record.as_dict())
-    for hook in runner.hooks:
-        listener = getattr(hook, 'after_evaluation', None)
-        if listener is not None:
-            listener(runner, record)
+    notify(runner, 'after_evaluation', record)
 
 
 def hook_msgs(runner):

@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..apis.test import check_model_type, multi_gpu_test, single_gpu_test
 from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
-                            publish_evaluation)
+                            notify, publish_evaluation)
 from ..core.progress import checkpoint_meta, current_point
 from ..core.writer import CheckpointWriter, build_checkpoint
 from ..serialization import to_plain
@@ -198,6 +198,7 @@ class DavarEvalHook(EvalHook):
         return {str(k): to_plain(v) for k, v in dict(eval_res).items()}
 
     def _evaluate(self, runner, point):
+        notify(runner, 'before_evaluation', point)
         results = self._run_test(runner)
         runner.model.train()
         metrics = self._share(self._compute_metrics(runner, results)

@@ -1,0 +1,3 @@
+from .progressbar import DavarProgressBar
+
+__all__ = ['DavarProgressBar']

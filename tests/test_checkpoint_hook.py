@@ -303,7 +303,7 @@ BAD_ARGS = [
     (dict(save_mode='fast'), r"save_mode must be one of \('general', "
      r"'lightweight'\)"),
     (dict(save_mode='lightweight', rule='bigger'),
-     r"rule must be one of \('greater', 'less'\)"),
+     r"rule must be one of \('greater', 'less', None\)"),
     (dict(save_mode='lightweight', metric='wibble'),
      r"cannot infer .*'wibble'.*set rule="),
     (dict(filename_tmpl='epoch.pth'), r'filename_tmpl must be a str with '

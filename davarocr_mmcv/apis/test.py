@@ -10,16 +10,10 @@ import torch
 import torch.distributed as dist
 from mmcv.runner import get_dist_info
 
+from ..utils.checks import check_choice
 from ..utils.progressbar import DavarProgressBar
 
 MODEL_TYPES = ('DETECTOR', 'RECOGNIZOR', 'SPOTTER')
-
-
-def check_model_type(model_type, arg='model_type'):
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f'{arg} must be one of {MODEL_TYPES}, '
-                         f'got {model_type!r}')
-    return model_type
 
 
 def format_results(result, model_type):
@@ -67,7 +61,7 @@ def single_gpu_test(model, data_loader, show=False, out_dir=None,
     Returns:
         list: one formatted result per sample, in dataset order.
     """
-    check_model_type(model_type)
+    check_choice(model_type, MODEL_TYPES, 'model_type')
     bar = DavarProgressBar(len(data_loader.dataset), min_time_interval)
     if not (show or out_dir) or model_type != 'DETECTOR':
         return _inference(model, data_loader, model_type, bar.update)
@@ -119,7 +113,7 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
     Returns:
         list | None: the results in dataset order on rank 0, None elsewhere.
     """
-    check_model_type(model_type)
+    check_choice(model_type, MODEL_TYPES, 'model_type')
     rank, world_size = get_dist_info()
     if world_size == 1:
         return single_gpu_test(model, data_loader, model_type=model_type,

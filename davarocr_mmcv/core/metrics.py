@@ -5,6 +5,7 @@ from numbers import Real
 from typing import NamedTuple
 
 from ..serialization import to_plain
+from ..utils.checks import check_choice
 
 RULES = ('greater', 'less')
 
@@ -32,10 +33,7 @@ def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule'):
         ValueError: for an unknown ``rule`` or a key that cannot be inferred.
     """
     if rule is not None:
-        if rule not in RULES:
-            raise ValueError(f'{arg} must be one of {RULES} or None, '
-                             f'got {rule!r}')
-        return rule
+        return check_choice(rule, RULES + (None, ), arg)
     low = key.lower()
     greater = [k.lower() for k in (*greater_keys, *GREATER_KEYS)]
     less = [k.lower() for k in (*less_keys, *LESS_KEYS)]

@@ -14,6 +14,7 @@ from mmcv.parallel import is_module_wrapper
 from torch.optim import Optimizer
 
 from ..constants import LAST_CHECKPOINT_FILE, TMP_PREFIX
+from ..utils.checks import check_choice
 
 ON_ERROR = ('raise', 'continue')
 
@@ -121,9 +122,7 @@ class CheckpointWriter:
 
     def __init__(self, out_dir, file_client=None, logger=None,
                  on_error='raise'):
-        if on_error not in ON_ERROR:
-            raise ValueError(f'on_save_error must be one of {ON_ERROR}, '
-                             f'got {on_error!r}')
+        check_choice(on_error, ON_ERROR, 'on_save_error')
         self.out_dir = out_dir
         self.file_client = file_client or FileClient.infer_client(
             None, out_dir)

@@ -1,5 +1,4 @@
 """DavarCheckpointHook: DavarOCR's checkpoint hook for mmcv-full 1.7.1."""
-import os.path as osp
 from numbers import Real
 
 import torch.distributed as dist
@@ -11,27 +10,10 @@ from ..core.metrics import BestTracker, hook_msgs, infer_rule
 from ..core.progress import (checkpoint_meta, current_point,
                              is_iter_based, max_steps)
 from ..core.writer import ON_ERROR, CheckpointWriter, build_checkpoint
+from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
+                            check_positive_int)
 
 SAVE_MODES = ('general', 'lightweight')
-
-
-def check_filename_tmpl(tmpl, arg='filename_tmpl'):
-    """Validate a checkpoint name template: one ``{}``, relative, no ``..``.
-
-    Raises:
-        ValueError: naming ``arg`` and what it must look like.
-    """
-    if not isinstance(tmpl, str) or tmpl.count('{}') != 1 or \
-            tmpl.replace('{}', '').count('{') or \
-            tmpl.replace('{}', '').count('}'):
-        raise ValueError(f'{arg} must be a str with exactly one "{{}}" for '
-                         f'the epoch or iteration, e.g. "epoch_{{}}.pth"; '
-                         f'got {tmpl!r}')
-    norm = osp.normpath(tmpl)
-    if osp.isabs(tmpl) or norm == '..' or norm.startswith('..' + osp.sep):
-        raise ValueError(f'{arg} must stay inside out_dir (a relative path '
-                         f'without ".." escaping it); got {tmpl!r}')
-    return tmpl
 
 
 def sync_buffers(model):
@@ -47,13 +29,6 @@ def sync_buffers(model):
             buf.data.div_(world_size)
         else:
             dist.broadcast(buf.data, 0)
-
-
-def _positive_int(value, arg):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f'{arg} must be a positive int when its schedule is '
-                         f'enabled, got {value!r}')
-    return value
 
 
 @HOOKS.register_module()
@@ -131,12 +106,8 @@ class DavarCheckpointHook(CheckpointHook):
                  less_keys=None,
                  file_client_args=None,
                  **kwargs):
-        if save_mode not in SAVE_MODES:
-            raise ValueError(f'save_mode must be one of {SAVE_MODES}, '
-                             f'got {save_mode!r}')
-        if on_save_error not in ON_ERROR:
-            raise ValueError(f'on_save_error must be one of {ON_ERROR}, '
-                             f'got {on_save_error!r}')
+        check_choice(save_mode, SAVE_MODES, 'save_mode')
+        check_choice(on_save_error, ON_ERROR, 'on_save_error')
         if isinstance(model_milestone, bool) or \
                 not isinstance(model_milestone, Real) or \
                 not 0 <= model_milestone < 1:
@@ -154,8 +125,8 @@ class DavarCheckpointHook(CheckpointHook):
         if not by_epoch and not by_iter:
             by_iter, iter_interval = True, interval
         self.intervals = dict(
-            epoch=_positive_int(interval, 'interval') if by_epoch else None,
-            iter=_positive_int(iter_interval, 'iter_interval')
+            epoch=check_positive_int(interval, 'interval') if by_epoch else None,
+            iter=check_positive_int(iter_interval, 'iter_interval')
             if by_iter else None)
         epoch_tmpl = check_filename_tmpl(filename_tmpl or EPOCH_TMPL)
         iter_tmpl = check_filename_tmpl(
@@ -168,10 +139,9 @@ class DavarCheckpointHook(CheckpointHook):
         self.filename_tmpls = dict(epoch=epoch_tmpl, iter=iter_tmpl)
         for arg, name in (('best_filename', best_filename),
                           ('latest_filename', latest_filename)):
-            if not isinstance(name, str) or not name or \
-                    osp.normpath(name).startswith('..') or osp.isabs(name):
-                raise ValueError(f'{arg} must be a file name inside out_dir, '
-                                 f'got {name!r}')
+            if not isinstance(name, str) or not name:
+                raise ValueError(f'{arg} must be a file name, got {name!r}')
+            check_inside(name, arg)
 
         self.tracker = None
         if save_mode == 'lightweight':

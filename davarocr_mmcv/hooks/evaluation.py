@@ -7,12 +7,13 @@ from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
 from mmcv.runner.hooks import LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..apis.test import check_model_type, multi_gpu_test, single_gpu_test
+from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
 from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
                             notify, publish_evaluation)
 from ..core.progress import checkpoint_meta, current_point
 from ..core.writer import CheckpointWriter, build_checkpoint
 from ..serialization import to_plain
+from ..utils.checks import check_choice, check_positive_int
 
 EVAL_MODES = ('general', 'lightweight')
 
@@ -74,18 +75,14 @@ class DavarEvalHook(EvalHook):
                  out_dir=None,
                  file_client_args=None,
                  **eval_kwargs):
-        check_model_type(model_type)
-        if eval_mode not in EVAL_MODES:
-            raise ValueError(f'eval_mode must be one of {EVAL_MODES}, '
-                             f'got {eval_mode!r}')
+        check_choice(model_type, MODEL_TYPES, 'model_type')
+        check_choice(eval_mode, EVAL_MODES, 'eval_mode')
         if not by_epoch and not by_iter:
             # mmcv's by_epoch=False: ``interval`` and ``start`` are iterations
             by_iter, iter_interval = True, interval
-        if by_iter and (isinstance(iter_interval, bool) or
-                        not isinstance(iter_interval, int) or
-                        iter_interval <= 0):
-            raise ValueError('iter_interval must be a positive int when '
-                             f'by_iter=True, got {iter_interval!r}')
+        if by_iter:
+            check_positive_int(iter_interval, 'iter_interval',
+                               'when by_iter=True')
         if start_iter is not None and not 0 <= start_iter <= 1:
             raise ValueError('start_iter must be a fraction of max_iters in '
                              f'[0, 1], got {start_iter!r}')

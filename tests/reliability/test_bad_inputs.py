@@ -16,7 +16,7 @@ CASES = [
      ValueError, r"save_mode must be one of \('general', 'lightweight'\)"),
     ("rule='bigger'", lambda: DavarCheckpointHook(save_mode='lightweight',
                                                   rule='bigger'),
-     ValueError, r"rule must be one of \('greater', 'less'\) or None"),
+     ValueError, r"rule must be one of \('greater', 'less', None\)"),
     ("metric='wibble', no rule", lambda: DavarCheckpointHook(
         save_mode='lightweight', metric='wibble'), ValueError,
      r"cannot infer .* set rule= to one of"),
@@ -30,7 +30,7 @@ CASES = [
      r'must stay inside out_dir'),
     ("best_filename='../Best.pth'", lambda: DavarCheckpointHook(
         best_filename='../Best.pth'), ValueError,
-     r'best_filename must be a file name inside out_dir'),
+     r'best_filename must stay inside out_dir'),
     ('model_milestone=1.0', lambda: DavarCheckpointHook(model_milestone=1.0),
      ValueError, r'model_milestone must be a fraction .* \[0, 1\)'),
     ("model_milestone='half'", lambda: DavarCheckpointHook(

@@ -54,11 +54,12 @@ def train(runner_factory, toy_loader, scores, kind='epoch', eval_cfg=None,
     return runner
 
 
+@pytest.mark.parametrize('async_save', [False, True])
 @pytest.mark.parametrize('priority', ['HIGH', 'LOW'])
 def test_lightweight_epoch_keeps_exactly_best_and_latest(
-        runner_factory, toy_loader, priority):
+        runner_factory, toy_loader, priority, async_save):
     runner = train(runner_factory, toy_loader, EPOCH_SCORES,
-                   eval_priority=priority, **LIGHT)
+                   eval_priority=priority, async_save=async_save, **LIGHT)
     work = runner.work_dir
     assert files(work) == ['Best_checkpoint.pth', 'latest_model.pth']
     best = load(os.path.join(work, 'Best_checkpoint.pth'))
@@ -198,11 +199,13 @@ def test_general_mode_matches_mmcv_checkpoint_hook(runner_factory,
             runner.work_dir, 'epoch_3.pth')
 
 
-def test_general_mode_iter_runner_and_rotation(runner_factory, toy_loader):
+@pytest.mark.parametrize('async_save', [False, True])
+def test_general_mode_iter_runner_and_rotation(runner_factory, toy_loader,
+                                               async_save):
     runner = runner_factory(
         'iter', max_iters=10,
         checkpoint_config=dict(type='DavarCheckpointHook', interval=2,
-                               max_keep_ckpts=2))
+                               max_keep_ckpts=2, async_save=async_save))
     run(runner, toy_loader({}))
     assert files(runner.work_dir) == ['iter_10.pth', 'iter_8.pth',
                                       'last_checkpoint', 'latest.pth']

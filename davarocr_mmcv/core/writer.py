@@ -1,9 +1,12 @@
 """The single writer: every file the hooks create, replace or delete goes
 through :class:`CheckpointWriter`, and only global rank 0 touches the disk."""
+import copy
 import io
 import os
 import os.path as osp
+import threading
 import time
+from typing import NamedTuple, Optional
 
 import mmcv
 import torch
@@ -104,6 +107,29 @@ def build_checkpoint(runner, meta, save_optimizer=True):
     return checkpoint
 
 
+class SaveStep(NamedTuple):
+    """One file of a save: ``checkpoint`` is written to ``out_dir/name``
+    with ``hook_msgs`` holding ``updates``; with ``link`` not None, the
+    latest pointer (``last_checkpoint``, and ``link`` itself unless it is
+    '') then names it."""
+    name: str
+    checkpoint: dict
+    updates: dict
+    link: Optional[str] = None
+
+
+def snapshot(obj):
+    """A copy of ``obj`` whose tensors no longer share memory with the
+    model or optimizer (one extra copy of the state, in host memory)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to('cpu', copy=True)
+    if isinstance(obj, dict):
+        return type(obj)((k, snapshot(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
 class CheckpointWriter:
     """Writes checkpoints and pointers into ``out_dir``.
 
@@ -118,11 +144,15 @@ class CheckpointWriter:
         logger: where failures are reported.
         on_error (str): 'raise' stops training when a write fails;
             'continue' logs it and lets the next save point retry.
+        async_save (bool): copy each checkpoint to host memory and write it
+            in a background thread (atomically all the same).
     """
 
     def __init__(self, out_dir, file_client=None, logger=None,
-                 on_error='raise'):
+                 on_error='raise', async_save=False):
         check_choice(on_error, ON_ERROR, 'on_save_error')
+        self.async_save = async_save
+        self._pending = None
         self.out_dir = out_dir
         self.file_client = file_client or FileClient.infer_client(
             None, out_dir)
@@ -143,12 +173,73 @@ class CheckpointWriter:
         for path in remove_stale_tmp(self.out_dir):
             self._log('info', f'removed stale temporary file {path}')
 
-    def save(self, name, checkpoint, keep_safe=()):
-        """Write ``checkpoint`` to ``out_dir/name``; return its path, or None
-        if the write failed and ``on_error='continue'``."""
-        path = self.path(name)
+    def submit(self, steps, base_msgs, on_commit):
+        """Write ``steps`` (:class:`SaveStep`) in order, then hand the
+        ``hook_msgs`` entries of the files that were written to
+        ``on_commit(updates)``.
+
+        Each file records ``base_msgs`` plus the entries of the steps
+        written before it and its own; a step that fails is left out of
+        what later files record and of what is committed, so no entry names
+        a file that does not exist. Synchronously, ``on_commit`` runs before
+        this returns. With ``async_save``, the checkpoints are copied to host
+        memory here and written by a background thread; ``on_commit`` runs
+        at the next :meth:`wait` (the next save point, or the end of
+        training).
+        """
+        self.wait()
         if self.rank != 0:
-            return path
+            updates = {}
+            for step in steps:
+                updates.update(step.updates)
+            on_commit(updates)
+            return
+        if not self.async_save:
+            on_commit(self._run(steps, base_msgs))
+            return
+        steps = [step._replace(checkpoint=snapshot(step.checkpoint))
+                 for step in steps]
+        base_msgs = copy.deepcopy(base_msgs)
+        box = {}
+
+        def work():
+            try:
+                box['updates'] = self._run(steps, base_msgs)
+            except BaseException as exc:  # noqa: B902  re-raised in wait()
+                box['error'] = exc
+        thread = threading.Thread(target=work, name='davar-checkpoint-save',
+                                  daemon=False)
+        thread.start()
+        self._pending = (thread, box, on_commit)
+
+    def wait(self):
+        """Finish the background save in flight, if any, and commit it.
+
+        Raises:
+            RuntimeError: the write failure, with ``on_save_error='raise'``.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        thread, box, on_commit = pending
+        thread.join()
+        if 'error' in box:
+            raise box['error']
+        on_commit(box['updates'])
+
+    def _run(self, steps, base_msgs):
+        written = {}
+        for step in steps:
+            step.checkpoint['meta']['hook_msgs'] = dict(
+                base_msgs, **written, **step.updates)
+            if self._write(step.name, step.checkpoint, base_msgs):
+                written.update(step.updates)
+                if step.link is not None:
+                    self.point_latest(step.name, step.link or None)
+        return written
+
+    def _write(self, name, checkpoint, base_msgs):
+        path = self.path(name)
         try:
             if self.local:
                 atomic_write(path, lambda f: torch.save(checkpoint, f))
@@ -157,7 +248,8 @@ class CheckpointWriter:
                 torch.save(checkpoint, buf)
                 self.file_client.put(buf.getvalue(), path)
         except Exception as exc:  # noqa: B902  OSError, pickling, backend
-            safe = ', '.join(p for p in keep_safe if p) or 'nothing yet'
+            safe = ', '.join(base_msgs[k] for k in ('best_ckpt', 'last_ckpt')
+                             if base_msgs.get(k)) or 'nothing yet'
             msg = (f'failed to write checkpoint {path}: {exc!r}. Files '
                    f'already written are intact: {safe}.')
             if self.on_error == 'raise':
@@ -166,8 +258,8 @@ class CheckpointWriter:
                                    'training and retry)') from exc
             self._log('error', msg + ' Training goes on; the next save '
                       'point retries.')
-            return None
-        return path
+            return False
+        return True
 
     def point_latest(self, target_name, link_name=None):
         """Record ``target_name`` as the newest checkpoint: a plain-text

@@ -9,7 +9,8 @@ from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
 from ..core.metrics import BestTracker, hook_msgs, infer_rule
 from ..core.progress import (checkpoint_meta, current_point,
                              is_iter_based, max_steps)
-from ..core.writer import ON_ERROR, CheckpointWriter, build_checkpoint
+from ..core.writer import (ON_ERROR, CheckpointWriter, SaveStep,
+                           build_checkpoint)
 from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
                             check_positive_int)
 
@@ -76,6 +77,9 @@ class DavarCheckpointHook(CheckpointHook):
         on_save_error (str): 'raise' stops training when a write fails;
             'continue' logs it and retries at the next save point. Default:
             'raise'.
+        async_save (bool): copy the state to host memory and write in a
+            background thread, atomically all the same; training waits only
+            if the previous save is still running. Default: False.
         greater_keys, less_keys (list[str] | None): extra names for rule
             inference.
         **kwargs: mmcv CheckpointHook arguments (``create_symlink``,
@@ -102,6 +106,7 @@ class DavarCheckpointHook(CheckpointHook):
                  best_filename=BEST_CKPT_NAME,
                  latest_filename=LATEST_MODEL_NAME,
                  on_save_error='raise',
+                 async_save=False,
                  greater_keys=None,
                  less_keys=None,
                  file_client_args=None,
@@ -168,6 +173,7 @@ class DavarCheckpointHook(CheckpointHook):
         self.best_filename = best_filename
         self.latest_filename = latest_filename
         self.on_save_error = on_save_error
+        self.async_save = bool(async_save)
         self._pending = None
         self._last_record = None
         self._warned_no_eval = False
@@ -176,7 +182,8 @@ class DavarCheckpointHook(CheckpointHook):
     def before_run(self, runner):
         super().before_run(runner)  # out_dir, file_client, create_symlink
         self.writer = CheckpointWriter(self.out_dir, self.file_client,
-                                       runner.logger, self.on_save_error)
+                                       runner.logger, self.on_save_error,
+                                       self.async_save)
         self.writer.prepare()
         msgs = hook_msgs(runner)
         # The file a run resumed from is never rotated away.
@@ -257,23 +264,26 @@ class DavarCheckpointHook(CheckpointHook):
     def _save_general(self, runner, point):
         name = self.filename_tmpls[point.unit].format(point.step)
         runner.logger.info(f'Saving checkpoint at {point.step} {point.unit}s')
-        path = self._write(runner, point, name, dict(last_ckpt=None),
-                           self.save_optimizer)
-        if path is None:
+        link = LATEST_LINK_NAME if self.args.get('create_symlink', True) \
+            else ''
+        self._submit(runner, [
+            self._step(runner, point, name,
+                       dict(last_ckpt=self.writer.path(name)),
+                       self.save_optimizer, link)
+        ], after=self._rotate)
+
+    def _rotate(self, runner, updates):
+        """Record a written regular checkpoint and drop the oldest beyond
+        ``max_keep_ckpts``; never the best, the resumed-from file, the
+        newest, or a file this hook did not write."""
+        if 'last_ckpt' not in updates:
             return
-        self.writer.point_latest(
-            name, LATEST_LINK_NAME if self.args.get('create_symlink', True)
-            else None)
         msgs = hook_msgs(runner)
         history = msgs.setdefault('ckpt_history', [])
-        if path not in history:
-            history.append(path)
-        self._rotate(msgs)
-
-    def _rotate(self, msgs):
+        if updates['last_ckpt'] not in history:
+            history.append(updates['last_ckpt'])
         if self.max_keep_ckpts <= 0:
             return
-        history = msgs['ckpt_history']
         keep = self._protected | {msgs.get('best_ckpt'), msgs['last_ckpt']}
         removable = [p for p in history if p not in keep]
         for path in removable[:max(0, len(history) - self.max_keep_ckpts)]:
@@ -291,34 +301,36 @@ class DavarCheckpointHook(CheckpointHook):
                 f'--validate) to keep {self.best_filename}.')
         best = record and self.tracker.candidate(
             runner, record, self.writer.path(self.best_filename))
+        steps = []
         if best:
             runner.logger.info(
                 f'New best {self.tracker.metric}: {best["best_score"]} at '
                 f'{point.unit} {point.step}; saving {self.best_filename}')
-            if self._write(runner, point, self.best_filename, best,
-                           save_optimizer=False) is None:
-                best = None
+            steps.append(self._step(runner, point, self.best_filename, best,
+                                    save_optimizer=False))
         if due or best:
-            # Re-written after a new best, so that a resume knows that best.
-            self._write(runner, point, self.latest_filename,
-                        dict(last_ckpt=None), self.save_optimizer)
+            # Also after a new best, so that a resume knows that best.
+            steps.append(self._step(
+                runner, point, self.latest_filename,
+                dict(last_ckpt=self.writer.path(self.latest_filename)),
+                self.save_optimizer))
+        self._submit(runner, steps)
 
     # -------------------------------------------------------------- WRITE
-    def _write(self, runner, point, name, updates, save_optimizer):
-        """Write ``name`` with ``hook_msgs`` already holding ``updates``
-        (``last_ckpt=None`` means this file); commit them to the runner
-        only once the file is written. Returns the path or None."""
-        path = self.writer.path(name)
-        updates = {k: path if v is None else v for k, v in updates.items()}
-        msgs = dict(hook_msgs(runner), **updates)
-        meta = dict(runner.meta, hook_msgs=msgs,
-                    **checkpoint_meta(runner, point))
-        safe = (hook_msgs(runner).get('best_ckpt'),
-                hook_msgs(runner).get('last_ckpt'))
-        if self.writer.save(name, build_checkpoint(runner, meta,
-                                                   save_optimizer),
-                            keep_safe=safe) is None:
-            return None
-        hook_msgs(runner).update(updates)
-        return path
+    @staticmethod
+    def _step(runner, point, name, updates, save_optimizer, link=None):
+        meta = dict(runner.meta, **checkpoint_meta(runner, point))
+        return SaveStep(name, build_checkpoint(runner, meta, save_optimizer),
+                        updates, link)
 
+    def _submit(self, runner, steps, after=None):
+        """Hand ``steps`` to the writer; the ``hook_msgs`` entries of the
+        files actually written reach the runner (then ``after``)."""
+        def commit(updates):
+            hook_msgs(runner).update(updates)
+            if after is not None:
+                after(runner, updates)
+        self.writer.submit(steps, hook_msgs(runner), commit)
+
+    def after_run(self, runner):
+        self.writer.wait()  # an asynchronous save still in flight

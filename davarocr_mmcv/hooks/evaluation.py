@@ -11,7 +11,7 @@ from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
 from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
                             notify, publish_evaluation)
 from ..core.progress import checkpoint_meta, current_point
-from ..core.writer import CheckpointWriter, build_checkpoint
+from ..core.writer import CheckpointWriter, SaveStep, build_checkpoint
 from ..serialization import to_plain
 from ..utils.checks import check_choice, check_positive_int
 
@@ -251,21 +251,25 @@ class DavarEvalHook(EvalHook):
             best = tracker.candidate(runner, record, self.writer.path(name))
             if not best:
                 continue
+            meta = dict(runner.meta, **checkpoint_meta(runner, record))
             previous = hook_msgs(runner).get('best_ckpt' + tracker.suffix)
-            meta = dict(runner.meta,
-                        hook_msgs=dict(hook_msgs(runner), **best),
-                        **checkpoint_meta(runner, record))
-            if self.writer.save(name, build_checkpoint(runner, meta),
-                                keep_safe=(previous,)) is None:
-                continue
-            hook_msgs(runner).update(best)
-            if previous and previous != best['best_ckpt' + tracker.suffix]:
-                self.writer.remove(previous)
-            self.best_ckpt_path = best['best_ckpt' + tracker.suffix]
-            runner.logger.info(
-                f'Now best checkpoint is saved as {name}. Best '
-                f'{tracker.metric} is {best["best_score" + tracker.suffix]} '
-                f'at {record.step} {record.unit}.')
+
+            def commit(updates, tracker=tracker, name=name,
+                       previous=previous):
+                if not updates:
+                    return  # not written: the previous best stays
+                hook_msgs(runner).update(updates)
+                self.best_ckpt_path = updates['best_ckpt' + tracker.suffix]
+                if previous and previous != self.best_ckpt_path:
+                    self.writer.remove(previous)
+                runner.logger.info(
+                    f'Now best checkpoint is saved as {name}. Best '
+                    f'{tracker.metric} is '
+                    f'{updates["best_score" + tracker.suffix]} at '
+                    f'{record.step} {record.unit}.')
+            self.writer.submit(
+                [SaveStep(name, build_checkpoint(runner, meta), best)],
+                hook_msgs(runner), commit)
 
 
 @HOOKS.register_module()

@@ -1,6 +1,8 @@
 """A training that saves at every iteration, to be killed with SIGKILL.
 
-    python kill_target.py WORK_DIR {general,lightweight} [MAX_ITERS]
+    python kill_target.py WORK_DIR {general,lightweight,async} [MAX_ITERS]
+
+'async' is lightweight mode with ``async_save=True``.
 
 It auto-resumes from the newest checkpoint in WORK_DIR, so successive kills
 exercise resume too. Prints 'resumed N' and 'iter N' lines.
@@ -34,12 +36,13 @@ def main(work_dir, mode, max_iters='10000'):
         ckpt.update(max_keep_ckpts=3)
     else:
         ckpt.update(save_mode='lightweight', metric='accuracy',
-                    by_iter=True, iter_interval=1)
+                    by_iter=True, iter_interval=1,
+                    async_save=mode == 'async')
     runner = make_runner(work_dir, kind='iter', max_iters=int(max_iters),
                          checkpoint_config=ckpt, model=BigToy())
     scores = {i: (i * 7919 % 101) / 100 for i in range(10001)}
     loader = make_loader(ScriptedDataset(scores=scores))
-    if mode == 'lightweight':
+    if mode != 'general':
         runner.register_hook(DavarEvalHook(loader, by_epoch=False,
                                            interval=1,
                                            eval_mode='lightweight'))

@@ -11,9 +11,12 @@ register_safe_globals()
 
 from .apis import multi_gpu_test, single_gpu_test  # noqa: E402
 from .hooks import (DavarCheckpointHook, DavarDistEvalHook,  # noqa: E402
-                    DavarEvalHook)
+                    DavarEvalHook, ReduceonplateauLrUpdaterHook,
+                    TrainStatusHook)
+from .utils import DavarProgressBar  # noqa: E402
 
 __all__ = [
     '__version__', 'DavarCheckpointHook', 'DavarEvalHook',
-    'DavarDistEvalHook', 'single_gpu_test', 'multi_gpu_test'
+    'DavarDistEvalHook', 'ReduceonplateauLrUpdaterHook', 'TrainStatusHook',
+    'DavarProgressBar', 'single_gpu_test', 'multi_gpu_test'
 ]

@@ -1,4 +1,9 @@
 from .checkpoint import DavarCheckpointHook
 from .evaluation import DavarDistEvalHook, DavarEvalHook
+from .lr_plateau import ReduceonplateauLrUpdaterHook
+from .status import TrainStatusHook
 
-__all__ = ['DavarCheckpointHook', 'DavarEvalHook', 'DavarDistEvalHook']
+__all__ = [
+    'DavarCheckpointHook', 'DavarEvalHook', 'DavarDistEvalHook',
+    'ReduceonplateauLrUpdaterHook', 'TrainStatusHook'
+]

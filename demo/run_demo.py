@@ -1,0 +1,80 @@
+"""`make demo`: train the recognition demo for real, then summarize.
+
+    python demo/run_demo.py              # recognition (the main job)
+    python demo/run_demo.py --detection  # the mmdet detector demo
+    python demo/run_demo.py --quick      # a shortened run (tests)
+"""
+import argparse
+import os
+import os.path as osp
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+DEMOS = dict(
+    recognition=('demo/recognition/crnn_lightweight.py',
+                 'work_dirs/demo_recognition', ['accuracy', 'NED']),
+    detection=('demo/detection/tiny_detector.py',
+               'work_dirs/demo_detection', ['bbox']))
+
+
+def summary(config, work_dir, metrics):
+    from davarocr_mmcv.core.resume import find_latest_checkpoint
+    from davarocr_mmcv.serialization import load_checkpoint_file
+    latest = find_latest_checkpoint(work_dir)
+    if latest is None:
+        return 'no checkpoint was written'
+    msgs = load_checkpoint_file(latest)['meta'].get('hook_msgs', {})
+    best = msgs.get('best_ckpt')
+    lines = ['', '=' * 72, 'Summary', '=' * 72,
+             f'latest checkpoint : {latest}',
+             f'best checkpoint   : {best}']
+    if 'best_score' in msgs:
+        metric = msgs.get('best_metric', 'score')
+        where = (f"{msgs['best_unit']} {msgs['best_step']}"
+                 if 'best_step' in msgs else 'see log')
+        lines.append(f'best {metric:<13}: {msgs["best_score"]} at {where}')
+    history = msgs.get('eval_history', [])
+    if history:
+        first, last = history[0], history[-1]
+        lines.append(f'first evaluation  : {first["metrics"]} '
+                     f'({first["unit"]} {first["step"]})')
+        lines.append(f'last evaluation   : {last["metrics"]} '
+                     f'({last["unit"]} {last["step"]})')
+    lines += [
+        'resume            : python tools/train.py '
+        f'{config} --work-dir {work_dir} --resume-from {latest} --validate',
+        f'test              : python tools/test.py {config} '
+        f'{best or latest} --eval {" ".join(metrics)}',
+        f'status            : python tools/status.py {work_dir}',
+        f'plot              : {osp.join(work_dir, "metrics.png")}',
+    ]
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--detection', action='store_true')
+    parser.add_argument('--quick', action='store_true',
+                        help='shortened training')
+    parser.add_argument('--work-dir')
+    args = parser.parse_args(argv)
+    config, work_dir, metrics = DEMOS['detection' if args.detection
+                                      else 'recognition']
+    work_dir = args.work_dir or work_dir
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+           '--validate']
+    if args.quick:
+        cmd += ['--cfg-options', 'runner.max_epochs=2']
+    print('$ ' + ' '.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    os.chdir(ROOT)
+    from davarocr_mmcv.plot import plot_metrics
+    plot_metrics(work_dir)
+    print(summary(config, work_dir, metrics))
+
+
+if __name__ == '__main__':
+    main()

@@ -30,6 +30,17 @@ on_error() {
 }
 trap on_error ERR
 
+# pip, with the machine-wide "Location ... is ignored" notices filtered out;
+# its full output is shown when it fails.
+quiet() {
+  local log status=0
+  log="$(mktemp)"
+  "$@" >"$log" 2>&1 || status=$?
+  grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  rm -f "$log"
+  return "$status"
+}
+
 # The stamp records what the environment was built from; a change to the
 # constraints or setup.py rebuilds it.
 fingerprint() { cat "$CONSTRAINTS" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1; }
@@ -42,23 +53,23 @@ step "1/6 create virtual environment $VENV"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 PY="$ROOT/$VENV/bin/python"
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
-"${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
+quiet "${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
 
 step "2/6 install torch and torchvision (about 2 minutes the first time)"
-"${PIP[@]}" -q torch torchvision
+quiet "${PIP[@]}" -q torch torchvision
 
 TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 PY_ABI="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 WHEEL_DIR="$CACHE/mmcv-full-$MMCV_VERSION-torch$TORCH_VERSION-$PY_ABI"
 
 step "3/6 install mmcv-full's build requirements"
-"${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf opencv-python
+quiet "${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf opencv-python
 
 if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   step "4/6 build mmcv-full $MMCV_VERSION with CPU ops against torch $TORCH_VERSION (about 12 minutes)"
   BUILD="$(mktemp -d)"
   trap 'rm -rf "$BUILD"' EXIT
-  "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
+  quiet "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
   tar -xzf "$BUILD"/mmcv-full-*.tar.gz -C "$BUILD"
   SRC="$(echo "$BUILD"/mmcv-full-$MMCV_VERSION)"
   # torch>=2.14 headers need C++20, older 2.x headers C++17; mmcv 1.7.1 hard-codes C++14.
@@ -66,7 +77,8 @@ if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   sed -i "s/-std=c++14/-std=$CXX_STD/g" "$SRC/setup.py"
   grep -q -- "-std=$CXX_STD" "$SRC/setup.py"
   mkdir -p "$WHEEL_DIR.partial"
-  MMCV_WITH_OPS=1 FORCE_CUDA=0 "$PY" -m pip wheel --no-build-isolation --no-deps \
+  quiet env MMCV_WITH_OPS=1 FORCE_CUDA=0 "$PY" -m pip wheel -q \
+    --no-build-isolation --no-deps \
     -c "$CONSTRAINTS" -w "$WHEEL_DIR.partial" "$SRC"
   rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.partial" "$WHEEL_DIR"
 else
@@ -74,11 +86,11 @@ else
 fi
 
 step "5/6 install mmcv-full, mmdet 2.28.2 and test tools"
-"${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet pytest pytest-timeout
+quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet pytest pytest-timeout
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
-"${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
-"$PY" - <<'EOF'
+quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
+"$PY" -W ignore - <<'EOF'
 import mmcv, mmcv.ops, mmdet, torch, numpy
 from mmcv.ops import nms  # noqa: F401  the compiled extension
 import davarocr_mmcv  # noqa: F401

@@ -152,7 +152,8 @@ def _safe_name(name):
     return re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('._') or 'model'
 
 
-def publish(work_dir, out_dir=None, config=None, name=None, metric=None):
+def publish(work_dir, out_dir=None, config=None, name=None, metric=None,
+            keys=KEPT_KEYS, require_config=True):
     """Publish the best checkpoint of ``work_dir``.
 
     Writes into ``out_dir``: ``<name>-<sha8>.pth`` (``state_dict`` and
@@ -170,6 +171,10 @@ def publish(work_dir, out_dir=None, config=None, name=None, metric=None):
             the work_dir's.
         metric (str | None): which best to publish when several metrics are
             tracked.
+        keys (tuple[str]): top-level checkpoint entries kept. Default:
+            ``('meta', 'state_dict')``.
+        require_config (bool): fail without a config; else publish the
+            weights and metrics alone. Default: True.
 
     Returns:
         str: path of the archive.
@@ -182,26 +187,27 @@ def publish(work_dir, out_dir=None, config=None, name=None, metric=None):
     checkpoint = load_checkpoint_file(best_path)
     meta = dict(checkpoint.get('meta') or {})
     config_name, config_text = resolve_config(work_dir, meta, config)
-    if config_text is None:
+    if config_text is None and require_config:
         raise FileNotFoundError(
             f'no config for {work_dir}: no *.py in it and no meta["config"] '
             f'in {best_path}; pass config=')
-    name = _safe_name(name or osp.splitext(config_name)[0])
-    published = {k: checkpoint[k] for k in KEPT_KEYS if k in checkpoint}
+    name = _safe_name(name or osp.splitext(
+        config_name or osp.basename(osp.abspath(work_dir)))[0])
+    published = {k: checkpoint[k] for k in keys if k in checkpoint}
 
     buffer = io.BytesIO()
     torch.save(published, buffer)
     data = buffer.getvalue()
     sha256 = hashlib.sha256(data).hexdigest()
     stem = f'{name}-{sha256[:8]}'
+    config_file = name + '.py' if config_text is not None else None
     metrics = dict(best_metrics(msgs), checkpoint=stem + '.pth',
-                   sha256=sha256, config=name + '.py',
+                   sha256=sha256, config=config_file,
                    source_checkpoint=osp.abspath(best_path))
-    files = {
-        stem + '.pth': data,
-        name + '.py': config_text.encode(),
-        METRICS_FILE: json.dumps(metrics, indent=2, default=str).encode(),
-    }
+    files = {stem + '.pth': data}
+    if config_file:
+        files[config_file] = config_text.encode()
+    files[METRICS_FILE] = json.dumps(metrics, indent=2, default=str).encode()
     os.makedirs(out_dir, exist_ok=True)
     for file_name, content in files.items():
         atomic_write(osp.join(out_dir, file_name),

@@ -4,6 +4,7 @@ The toy model counts training steps; with 2 iterations per epoch the weights
 after epoch ``e`` have ``steps == 2 * e``, and ``ScriptedDataset`` maps a
 step count to the metric, so the best checkpoint is known in advance.
 """
+import json
 import math
 import os
 import re
@@ -343,3 +344,17 @@ def test_davarocr_config_builds_unchanged():
     assert hook.tracker.rule == 'greater' and hook.tracker.init_metric == -1
     assert hook.intervals == dict(epoch=1, iter=5000)
     assert re.match(r'ckpt/ace_e\{\}\.pth', hook.filename_tmpls['epoch'])
+
+
+def test_publish_at_end_of_training(runner_factory, toy_loader):
+    runner = train(runner_factory, toy_loader, EPOCH_SCORES, publish=True,
+                   **LIGHT)
+    folder = os.path.join(runner.work_dir, 'publish')
+    published = [n for n in os.listdir(folder) if n.endswith('.pth')]
+    assert len(published) == 1 and [n for n in os.listdir(folder)
+                                     if n.endswith('.tar.gz')]
+    ckpt = load(os.path.join(folder, published[0]))
+    assert sorted(ckpt) == ['meta', 'state_dict']
+    assert int(ckpt['state_dict']['steps']) == 8  # the best weights
+    with open(os.path.join(folder, 'metrics.json')) as f:
+        assert json.load(f)['best_score'] == 0.9

@@ -178,3 +178,14 @@ def test_published_model_round_trips_through_test_py(recognition_run,
     metrics = json.loads(out.strip().splitlines()[-1])
     assert metrics['accuracy'] == pytest.approx(
         msgs(work / 'Best_checkpoint.pth')['best_score'])
+
+
+def test_dist_test_sh_matches_single_process(recognition_run):
+    work, _ = recognition_run
+    best = str(work / 'Best_checkpoint.pth')
+    single = cmd([sys.executable, 'tools/test.py', RECOGNITION, best,
+                  '--eval', 'accuracy', 'NED'])
+    dist = cmd(['bash', 'tools/dist_test.sh', RECOGNITION, best, '2',
+                '--eval', 'accuracy', 'NED'])
+    assert json.loads(dist.strip().splitlines()[-1]) == \
+        json.loads(single.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """DavarCheckpointHook: DavarOCR's checkpoint hook for mmcv-full 1.7.1."""
+import os.path as osp
 from numbers import Real
 
 import torch.distributed as dist
@@ -80,6 +81,11 @@ class DavarCheckpointHook(CheckpointHook):
         async_save (bool): copy the state to host memory and write in a
             background thread, atomically all the same; training waits only
             if the previous save is still running. Default: False.
+        publish (bool): at the end of training, publish the best checkpoint
+            (see ``tools/publish.py``) into ``out_dir/publish``. Default:
+            False.
+        published_keys (tuple[str]): checkpoint entries kept when
+            publishing. Default: ('meta', 'state_dict').
         greater_keys, less_keys (list[str] | None): extra names for rule
             inference.
         **kwargs: mmcv CheckpointHook arguments (``create_symlink``,
@@ -107,6 +113,8 @@ class DavarCheckpointHook(CheckpointHook):
                  latest_filename=LATEST_MODEL_NAME,
                  on_save_error='raise',
                  async_save=False,
+                 publish=False,
+                 published_keys=('meta', 'state_dict'),
                  greater_keys=None,
                  less_keys=None,
                  file_client_args=None,
@@ -174,6 +182,8 @@ class DavarCheckpointHook(CheckpointHook):
         self.latest_filename = latest_filename
         self.on_save_error = on_save_error
         self.async_save = bool(async_save)
+        self.publish = bool(publish)
+        self.published_keys = tuple(published_keys)
         self._pending = None
         self._last_record = None
         self._warned_no_eval = False
@@ -334,3 +344,15 @@ class DavarCheckpointHook(CheckpointHook):
 
     def after_run(self, runner):
         self.writer.wait()  # an asynchronous save still in flight
+        if self.publish and self.writer.rank == 0:
+            from ..publish import publish
+            archive = publish(self.out_dir, keys=self.published_keys,
+                              config=self._dumped_config(runner),
+                              require_config=False)
+            runner.logger.info(f'Published the best checkpoint: {archive}')
+
+    def _dumped_config(self, runner):
+        """The config tools/train.py dumped into the work_dir, if any."""
+        name = (runner.meta or {}).get('exp_name')
+        path = osp.join(runner.work_dir, name) if name else None
+        return path if path and osp.isfile(path) else None

@@ -118,15 +118,28 @@ class SaveStep(NamedTuple):
     link: Optional[str] = None
 
 
-def snapshot(obj):
+def snapshot(obj, pool=None, key=()):
     """A copy of ``obj`` whose tensors no longer share memory with the
-    model or optimizer (one extra copy of the state, in host memory)."""
+    model or optimizer: one extra copy of the state, in host memory.
+
+    With ``pool`` (a dict kept between saves), the copies go into the
+    tensors of the previous snapshot when shapes and dtypes match, so a
+    save costs a memory copy and no new allocation.
+    """
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to('cpu', copy=True)
+        src = obj.detach()
+        if pool is None:
+            return src.to('cpu', copy=True)
+        buf = pool.get(key)
+        if buf is None or buf.shape != src.shape or buf.dtype != src.dtype:
+            buf = pool[key] = torch.empty(src.shape, dtype=src.dtype)
+        return buf.copy_(src)
     if isinstance(obj, dict):
-        return type(obj)((k, snapshot(v)) for k, v in obj.items())
+        return type(obj)((k, snapshot(v, pool, key + (k, )))
+                         for k, v in obj.items())
     if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
-        return type(obj)(snapshot(v) for v in obj)
+        return type(obj)(snapshot(v, pool, key + (i, ))
+                         for i, v in enumerate(obj))
     return obj
 
 
@@ -153,6 +166,7 @@ class CheckpointWriter:
         check_choice(on_error, ON_ERROR, 'on_save_error')
         self.async_save = async_save
         self._pending = None
+        self._pool = {}  # host-memory copies reused by async saves
         self.out_dir = out_dir
         self.file_client = file_client or FileClient.infer_client(
             None, out_dir)
@@ -197,8 +211,8 @@ class CheckpointWriter:
         if not self.async_save:
             on_commit(self._run(steps, base_msgs))
             return
-        steps = [step._replace(checkpoint=snapshot(step.checkpoint))
-                 for step in steps]
+        steps = [step._replace(checkpoint=snapshot(
+            step.checkpoint, self._pool, (step.name, ))) for step in steps]
         base_msgs = copy.deepcopy(base_msgs)
         box = {}
 

@@ -69,7 +69,11 @@ def main(argv=None):
     if args.quick:
         cmd += ['--cfg-options', 'runner.max_epochs=2']
     print('$ ' + ' '.join(cmd), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    returncode = subprocess.run(cmd, cwd=ROOT).returncode
+    if returncode != 0:
+        print(f'\ntraining exited with status {returncode}; see the log '
+              f'above and in {work_dir}', file=sys.stderr)
+        sys.exit(returncode)
     os.chdir(ROOT)
     from davarocr_mmcv.plot import plot_metrics
     plot_metrics(work_dir)

@@ -49,24 +49,32 @@ def init_dist(launcher, backend=None, port=None, **kwargs):
     return backend
 
 
-class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """MMDistributedDataParallel for models on the CPU: mmcv unwraps
-    DataContainers only when ``device_ids`` is set, so do it here first."""
+class DavarDistributedDataParallel(MMDistributedDataParallel):
+    """MMDistributedDataParallel that works on today's torch, on CPU and GPU.
 
-    def _on_cpu(self, inputs, kwargs):
-        inputs, kwargs = scatter_kwargs(inputs, kwargs, [-1], dim=self.dim)
+    mmcv unwraps DataContainers only when ``device_ids`` is set (so not on
+    the CPU), and its test-time forward reads a DDP attribute that torch 2
+    no longer has (``_use_replicated_tensor_module``). Inputs are scattered
+    here to the model's device (``[-1]``: the CPU) before mmcv's steps.
+    """
+
+    def _scatter_one(self, inputs, kwargs):
+        target = [self.device_ids[0]] if self.device_ids else [-1]
+        inputs, kwargs = scatter_kwargs(inputs, kwargs, target, dim=self.dim)
         return inputs[0], kwargs[0]
 
     def train_step(self, *inputs, **kwargs):
-        inputs, kwargs = self._on_cpu(inputs, kwargs)
+        if not self.device_ids:
+            inputs, kwargs = self._scatter_one(inputs, kwargs)
         return super().train_step(*inputs, **kwargs)
 
     def val_step(self, *inputs, **kwargs):
-        inputs, kwargs = self._on_cpu(inputs, kwargs)
+        if not self.device_ids:
+            inputs, kwargs = self._scatter_one(inputs, kwargs)
         return super().val_step(*inputs, **kwargs)
 
     def _run_ddp_forward(self, *inputs, **kwargs):
-        inputs, kwargs = self._on_cpu(inputs, kwargs)
+        inputs, kwargs = self._scatter_one(inputs, kwargs)
         return self.module(*inputs, **kwargs)
 
 
@@ -78,9 +86,9 @@ def wrap_model(model, distributed, find_unused_parameters=False):
         return MMDataParallel(model)
     if torch.cuda.is_available() and dist.get_backend() == 'nccl':
         device = torch.cuda.current_device()
-        return MMDistributedDataParallel(
+        return DavarDistributedDataParallel(
             model.cuda(), device_ids=[device], broadcast_buffers=False,
             find_unused_parameters=find_unused_parameters)
-    return CPUDistributedDataParallel(
+    return DavarDistributedDataParallel(
         model, device_ids=None, broadcast_buffers=False,
         find_unused_parameters=find_unused_parameters)

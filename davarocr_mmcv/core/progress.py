@@ -3,9 +3,6 @@ from typing import NamedTuple
 
 from mmcv.runner import IterBasedRunner
 
-UNITS = ('epoch', 'iter')
-
-
 class Point(NamedTuple):
     """A moment of training at which hooks may act.
 

@@ -17,6 +17,7 @@ from mmcv.parallel import is_module_wrapper
 from torch.optim import Optimizer
 
 from ..constants import LAST_CHECKPOINT_FILE, TMP_PREFIX
+from .progress import checkpoint_meta
 from ..utils.checks import check_choice
 
 ON_ERROR = ('raise', 'continue')
@@ -116,6 +117,15 @@ class SaveStep(NamedTuple):
     checkpoint: dict
     updates: dict
     link: Optional[str] = None
+
+
+def save_step(runner, point, name, updates, save_optimizer=True, link=None):
+    """A :class:`SaveStep` of ``runner``'s current state, its meta saying
+    where training stands at ``point`` (so that a resume continues after
+    it)."""
+    meta = dict(runner.meta, **checkpoint_meta(runner, point))
+    return SaveStep(name, build_checkpoint(runner, meta, save_optimizer),
+                    updates, link)
 
 
 def snapshot(obj, pool=None, key=()):

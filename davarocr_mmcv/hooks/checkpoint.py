@@ -8,10 +8,8 @@ from mmcv.runner import HOOKS, CheckpointHook, get_dist_info
 from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..core.metrics import BestTracker, hook_msgs, infer_rule
-from ..core.progress import (checkpoint_meta, current_point,
-                             is_iter_based, max_steps)
-from ..core.writer import (ON_ERROR, CheckpointWriter, SaveStep,
-                           build_checkpoint)
+from ..core.progress import current_point, is_iter_based, max_steps
+from ..core.writer import ON_ERROR, CheckpointWriter, save_step
 from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
                             check_positive_int)
 
@@ -277,7 +275,7 @@ class DavarCheckpointHook(CheckpointHook):
         link = LATEST_LINK_NAME if self.args.get('create_symlink', True) \
             else ''
         self._submit(runner, [
-            self._step(runner, point, name,
+            save_step(runner, point, name,
                        dict(last_ckpt=self.writer.path(name)),
                        self.save_optimizer, link)
         ], after=self._rotate)
@@ -316,23 +314,17 @@ class DavarCheckpointHook(CheckpointHook):
             runner.logger.info(
                 f'New best {self.tracker.metric}: {best["best_score"]} at '
                 f'{point.unit} {point.step}; saving {self.best_filename}')
-            steps.append(self._step(runner, point, self.best_filename, best,
+            steps.append(save_step(runner, point, self.best_filename, best,
                                     save_optimizer=False))
         if due or best:
             # Also after a new best, so that a resume knows that best.
-            steps.append(self._step(
+            steps.append(save_step(
                 runner, point, self.latest_filename,
                 dict(last_ckpt=self.writer.path(self.latest_filename)),
                 self.save_optimizer))
         self._submit(runner, steps)
 
     # -------------------------------------------------------------- WRITE
-    @staticmethod
-    def _step(runner, point, name, updates, save_optimizer, link=None):
-        meta = dict(runner.meta, **checkpoint_meta(runner, point))
-        return SaveStep(name, build_checkpoint(runner, meta, save_optimizer),
-                        updates, link)
-
     def _submit(self, runner, steps, after=None):
         """Hand ``steps`` to the writer; the ``hook_msgs`` entries of the
         files actually written reach the runner (then ``after``)."""

@@ -10,8 +10,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
 from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
                             notify, publish_evaluation)
-from ..core.progress import checkpoint_meta, current_point
-from ..core.writer import CheckpointWriter, SaveStep, build_checkpoint
+from ..core.progress import current_point
+from ..core.writer import CheckpointWriter, save_step
 from ..serialization import to_plain
 from ..utils.checks import check_choice, check_positive_int
 
@@ -251,7 +251,6 @@ class DavarEvalHook(EvalHook):
             best = tracker.candidate(runner, record, self.writer.path(name))
             if not best:
                 continue
-            meta = dict(runner.meta, **checkpoint_meta(runner, record))
             previous = hook_msgs(runner).get('best_ckpt' + tracker.suffix)
 
             def commit(updates, tracker=tracker, name=name,
@@ -268,7 +267,7 @@ class DavarEvalHook(EvalHook):
                     f'{updates["best_score" + tracker.suffix]} at '
                     f'{record.step} {record.unit}.')
             self.writer.submit(
-                [SaveStep(name, build_checkpoint(runner, meta), best)],
+                [save_step(runner, record, name, best)],
                 hook_msgs(runner), commit)
 
 

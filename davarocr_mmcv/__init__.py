@@ -14,6 +14,7 @@ from .hooks import (DavarCheckpointHook, DavarDistEvalHook,  # noqa: E402
                     DavarEvalHook, ReduceonplateauLrUpdaterHook,
                     TrainStatusHook)
 from .utils import DavarProgressBar  # noqa: E402
+from . import runner  # noqa: E402,F401  registers the Davar runners
 
 __all__ = [
     '__version__', 'DavarCheckpointHook', 'DavarEvalHook',

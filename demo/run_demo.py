@@ -20,14 +20,25 @@ DEMOS = dict(
                'work_dirs/demo_detection', ['bbox']))
 
 
+def shown(path):
+    """``path`` as the printed commands use it: relative to the repository
+    (they run from there), absolute outside it."""
+    if not path:
+        return path
+    path = osp.abspath(osp.join(ROOT, path))
+    inside = osp.commonpath([path, ROOT]) == ROOT
+    return osp.relpath(path, ROOT) if inside else path
+
+
 def summary(config, work_dir, metrics):
     from davarocr_mmcv.core.resume import find_latest_checkpoint
     from davarocr_mmcv.serialization import load_checkpoint_file
-    latest = find_latest_checkpoint(work_dir)
+    latest = find_latest_checkpoint(osp.join(ROOT, work_dir))
     if latest is None:
         return 'no checkpoint was written'
     msgs = load_checkpoint_file(latest)['meta'].get('hook_msgs', {})
-    best = msgs.get('best_ckpt')
+    latest, best, work_dir = shown(latest), shown(msgs.get('best_ckpt')), \
+        shown(work_dir)
     lines = ['', '=' * 72, 'Summary', '=' * 72,
              f'latest checkpoint : {latest}',
              f'best checkpoint   : {best}']

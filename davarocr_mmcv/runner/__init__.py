@@ -1,0 +1,7 @@
+from .runners import (DavarEpochBasedRunner, DavarIterBasedRunner,
+                      DavarIterLoader, DistillRunner)
+
+__all__ = [
+    'DavarEpochBasedRunner', 'DavarIterBasedRunner', 'DavarIterLoader',
+    'DistillRunner'
+]

@@ -15,8 +15,10 @@ from mmcv.runner import get_dist_info, load_checkpoint
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from davarocr_mmcv.apis import (init_dist, multi_gpu_test,  # noqa: E402
-                                single_gpu_test, wrap_model)
+from davarocr_mmcv.apis import (build_dataset,  # noqa: E402
+                                build_eval_dataloader, build_model,
+                                import_custom_modules, init_dist,
+                                multi_gpu_test, single_gpu_test, wrap_model)
 from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
 
 
@@ -45,23 +47,23 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+        import_custom_modules(cfg)  # those given in --cfg-options too
     distributed = args.launcher != 'none'
     if distributed:
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
     rank, _ = get_dist_info()
 
-    from mmdet.datasets import build_dataloader, build_dataset
-    from mmdet.models import build_detector
     test_cfg = cfg.data.test
     if isinstance(test_cfg, dict):
         test_cfg.test_mode = True
+    # types mmdet lacks come from the other registries of its tree
     dataset = build_dataset(test_cfg)
-    loader = build_dataloader(dataset, cfg.data.get('test_dataloader', {})
-                              .get('samples_per_gpu', 1),
-                              cfg.data.workers_per_gpu, dist=distributed,
-                              shuffle=False)
+    loader = build_eval_dataloader(
+        dataset, cfg.data.get('test_dataloader', {}).get('samples_per_gpu',
+                                                         1),
+        cfg.data.workers_per_gpu, distributed)
     cfg.model.pop('pretrained', None)
-    model = build_detector(cfg.model, test_cfg=cfg.get('test_cfg'))
+    model = build_model(cfg.model, test_cfg=cfg.get('test_cfg'))
     checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
     if 'CLASSES' in checkpoint.get('meta', {}):
         model.CLASSES = checkpoint['meta']['CLASSES']

@@ -18,7 +18,9 @@ from mmcv.utils import get_logger
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from davarocr_mmcv.apis import init_dist, train_model  # noqa: E402
+from davarocr_mmcv.apis import (build_dataset, build_model,  # noqa: E402
+                                import_custom_modules, init_dist,
+                                train_model)
 from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
 
 
@@ -54,6 +56,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+        import_custom_modules(cfg)  # those given in --cfg-options too
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -95,10 +98,9 @@ def main(argv=None):
                     f'deterministic: {args.deterministic}')
     cfg.seed = seed
 
-    from mmdet.datasets import build_dataset
-    from mmdet.models import build_detector
-    model = build_detector(cfg.model, train_cfg=cfg.get('train_cfg'),
-                           test_cfg=cfg.get('test_cfg'))
+    # types mmdet lacks come from the other registries of its tree
+    model = build_model(cfg.model, train_cfg=cfg.get('train_cfg'),
+                        test_cfg=cfg.get('test_cfg'))
     if hasattr(model, 'init_weights'):
         model.init_weights()
     datasets = [build_dataset(cfg.data.train)]

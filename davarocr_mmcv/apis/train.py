@@ -8,6 +8,7 @@ from mmcv.utils import build_from_cfg, get_logger
 from ..core.metrics import notify
 from ..core.resume import find_latest_checkpoint, resume_runner
 from ..hooks import DavarDistEvalHook, DavarEvalHook
+from .builder import build_dataset, build_eval_dataloader
 from .dist import wrap_model
 
 #: evaluation.type -> (single-process hook, distributed hook)
@@ -44,16 +45,26 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
     return cls(dataloader, **cfg), priority
 
 
-def _loader(dataset, data_cfg, distributed, seed, runner_type, shuffle,
-            samples_per_gpu=None):
+def _loader(dataset, data_cfg, distributed, seed, runner_type):
+    """The training loader: shuffled; endless for an IterBasedRunner.
+
+    mmdet's endless samplers agree on their seed through a CUDA tensor;
+    without CUDA a distributed IterBasedRunner gets the finite distributed
+    sampler instead, which mmcv's IterLoader starts again at each pass
+    (with a new epoch number, so a new shuffle).
+    """
+    import torch
     from mmdet.datasets import build_dataloader
+    if distributed and runner_type == 'IterBasedRunner' and \
+            not torch.cuda.is_available():
+        runner_type = 'EpochBasedRunner'
     return build_dataloader(
         dataset,
-        samples_per_gpu or data_cfg.samples_per_gpu,
+        data_cfg.samples_per_gpu,
         data_cfg.workers_per_gpu,
         num_gpus=1,
         dist=distributed,
-        shuffle=shuffle,
+        shuffle=True,
         seed=seed,
         runner_type=runner_type,
         persistent_workers=data_cfg.get('persistent_workers', False))
@@ -71,15 +82,14 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     ``validate``, then resumes (``resume_from`` / ``auto_resume``) or loads
     (``load_from``) and runs ``cfg.workflow``.
     """
-    from mmdet.datasets import build_dataset
     logger = get_logger('davarocr_mmcv', log_level=cfg.get('log_level',
                                                             'INFO'))
     datasets = dataset if isinstance(dataset, (list, tuple)) else [dataset]
     runner_cfg = copy.deepcopy(cfg.runner)
     runner_type = runner_cfg['type']
     loaders = [
-        _loader(ds, cfg.data, distributed, cfg.get('seed'), runner_type,
-                shuffle=True) for ds in datasets
+        _loader(ds, cfg.data, distributed, cfg.get('seed'), runner_type)
+        for ds in datasets
     ]
     model = wrap_model(model, distributed,
                        cfg.get('find_unused_parameters', False))
@@ -102,9 +112,10 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         val_samples = cfg.data.get('val_dataloader', {}).get(
             'samples_per_gpu', cfg.data.samples_per_gpu)
         val_dataset = build_dataset(cfg.data.val, dict(test_mode=True))
-        val_loader = _loader(val_dataset, cfg.data, distributed,
-                             cfg.get('seed'), runner_type, shuffle=False,
-                             samples_per_gpu=val_samples)
+        # finite and in order, whatever the runner
+        val_loader = build_eval_dataloader(
+            val_dataset, val_samples, cfg.data.workers_per_gpu, distributed,
+            persistent_workers=cfg.data.get('persistent_workers', False))
         hook, priority = build_eval_hook(cfg.get('evaluation'), val_loader,
                                          distributed, runner_type, logger)
         runner.register_hook(hook, priority=priority)

@@ -5,19 +5,21 @@ import json
 import math
 import os
 import os.path as osp
+import shlex
 import socket
 import time
 
 from mmcv.runner import HOOKS, Hook, get_dist_info
 
 from ..core.metrics import hook_msgs
+from ..core.observe import observe_evaluations
 from ..core.writer import atomic_write
 from ..serialization import to_plain
 
 #: File written into ``work_dir``.
 STATUS_FILE = 'status.json'
 #: Values of the ``state`` field.
-STATES = ('training', 'evaluating', 'finished', 'failed')
+STATES = ('training', 'evaluating', 'finished', 'failed', 'interrupted')
 _BEST_FIELDS = ('score', 'unit', 'step', 'ckpt')
 
 
@@ -54,6 +56,24 @@ def best_entries(msgs):
     return best
 
 
+def resume_command(config, work_dir, world_size=1, validate=True):
+    """The command that continues a training of ``config`` in ``work_dir``
+    from its newest checkpoint (``--auto-resume``; from the start when none
+    was written). Uses the copy of the config that tools/train.py leaves in
+    ``work_dir`` when there is one, since it holds the ``--cfg-options``.
+    """
+    saved = osp.join(work_dir, osp.basename(config))
+    config = saved if osp.isfile(saved) else config
+    if world_size > 1:
+        cmd = ['bash', 'tools/dist_train.sh', config, str(world_size)]
+    else:
+        cmd = ['python', 'tools/train.py', config]
+    cmd += ['--work-dir', work_dir, '--auto-resume']
+    if not validate:
+        cmd.append('--no-validate')
+    return ' '.join(shlex.quote(part) for part in cmd)
+
+
 def read_status(work_dir):
     """The parsed ``work_dir/status.json``.
 
@@ -78,7 +98,7 @@ def _values(values):
 def format_status(status):
     """``status`` (the content of status.json) as a few readable lines."""
     state = status.get('state', '?')
-    if state == 'failed' and status.get('error'):
+    if state in ('failed', 'interrupted') and status.get('error'):
         state += f" ({status['error']})"
     lines = [f'state:    {state}',
              f"host:     {status.get('host')} pid {status.get('pid')}",
@@ -103,6 +123,8 @@ def format_status(status):
         lines.append(f"best:     {metric} {best.get('score')} at "
                      f"{best.get('unit')} {best.get('step')}: "
                      f"{best.get('ckpt')}")
+    if status.get('resume'):
+        lines.append(f"resume:   {status['resume']}")
     return '\n'.join(lines)
 
 
@@ -113,7 +135,8 @@ class TrainStatusHook(Hook):
 
     The file is replaced atomically (a reader never sees a partial file),
     only on global rank 0: at the start, every ``interval`` iterations, at
-    each state change (evaluating, back to training, finished, failed).
+    each state change (evaluating, back to training, finished, failed,
+    interrupted).
     Other iterations cost one modulo. A failed write is logged once and
     never stops training.
 
@@ -138,6 +161,7 @@ class TrainStatusHook(Hook):
 
     # --------------------------------------------------------------- WHEN
     def before_run(self, runner):
+        observe_evaluations(runner)
         self.enabled = get_dist_info()[0] == 0
         self.path = osp.join(runner.work_dir, self.filename)
         self.started_at = _now()
@@ -146,6 +170,7 @@ class TrainStatusHook(Hook):
         self.epoch_start_iter = runner.iter
         self.state = 'training'
         self.error = None
+        self.resume = None
         self.last_eval = None
         self.loss = None
         self._written_best = None
@@ -183,9 +208,20 @@ class TrainStatusHook(Hook):
         self._refresh(runner, runner.iter)
 
     def on_train_failure(self, runner, exc):
+        if isinstance(exc, KeyboardInterrupt):
+            self.on_train_interrupt(runner, exc)
+            return
         self.state = 'failed'
         message = str(exc)
         self.error = type(exc).__name__ + (f': {message}' if message else '')
+        self._refresh(runner, runner.iter)
+
+    def on_train_interrupt(self, runner, exc, resume=None):
+        """Ctrl-C (``KeyboardInterrupt``): state 'interrupted', with the
+        command that continues the training when ``resume`` is given."""
+        self.state = 'interrupted'
+        self.error = type(exc).__name__
+        self.resume = resume
         self._refresh(runner, runner.iter)
 
     # --------------------------------------------------------------- WHAT
@@ -248,6 +284,7 @@ class TrainStatusHook(Hook):
             last_eval=self.last_eval,
             best=best,
             last_ckpt=hook_msgs(runner).get('last_ckpt'),
+            resume=self.resume,
             elapsed_s=round(elapsed, 3),
             eta_s=None if eta is None else round(eta, 3),
             started_at=self.started_at,

@@ -131,6 +131,18 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         runner.load_checkpoint(cfg.load_from, map_location='cpu')
     try:
         runner.run(loaders, cfg.workflow)
+    except KeyboardInterrupt as exc:  # Ctrl-C: say how to continue
+        from mmcv.runner import get_dist_info
+        from ..hooks.status import resume_command
+        rank, world_size = get_dist_info()
+        command = resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
+                                 world_size, validate)
+        notify(runner, 'on_train_interrupt', exc, command)
+        if rank == 0:
+            logger.warning(f'training interrupted at epoch '
+                           f'{runner.epoch + 1}, iter {runner.iter}; '
+                           f'continue it with:\n  {command}')
+        raise
     except BaseException as exc:
         notify(runner, 'on_train_failure', exc)
         raise

@@ -46,18 +46,22 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
 
 
 def _loader(dataset, data_cfg, distributed, seed, runner_type):
-    """The training loader: shuffled; endless for an IterBasedRunner.
+    """The training loader: shuffled; endless for an iteration-based runner
+    (IterBasedRunner or a subclass).
 
     mmdet's endless samplers agree on their seed through a CUDA tensor;
-    without CUDA a distributed IterBasedRunner gets the finite distributed
-    sampler instead, which mmcv's IterLoader starts again at each pass
-    (with a new epoch number, so a new shuffle).
+    without CUDA a distributed iteration-based runner gets the finite
+    distributed sampler instead, which mmcv's IterLoader starts again at
+    each pass (with a new epoch number, so a new shuffle).
     """
     import torch
+    from mmcv.runner import RUNNERS, IterBasedRunner
     from mmdet.datasets import build_dataloader
-    if distributed and runner_type == 'IterBasedRunner' and \
-            not torch.cuda.is_available():
-        runner_type = 'EpochBasedRunner'
+    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) \
+        else runner_type
+    endless = isinstance(runner_cls, type) and \
+        issubclass(runner_cls, IterBasedRunner) and \
+        (not distributed or torch.cuda.is_available())
     return build_dataloader(
         dataset,
         data_cfg.samples_per_gpu,
@@ -66,7 +70,7 @@ def _loader(dataset, data_cfg, distributed, seed, runner_type):
         dist=distributed,
         shuffle=True,
         seed=seed,
-        runner_type=runner_type,
+        runner_type='IterBasedRunner' if endless else 'EpochBasedRunner',
         persistent_workers=data_cfg.get('persistent_workers', False))
 
 

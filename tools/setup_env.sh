@@ -7,8 +7,14 @@
 # Environment:
 #   VENV            target virtual environment (default: .venv)
 #   PYTHON          interpreter that creates it (default: python3)
-#   DAVAR_CACHE     wheel cache (default: ~/.cache/davarocr-mmcv)
+#   DAVAR_CACHE     wheel cache and build logs (default: ~/.cache/davarocr-mmcv)
 #   MAX_JOBS        parallel compile jobs (default: number of cores)
+#   MMCV_SDIST      a local mmcv-full-1.7.1.tar.gz to build from (offline
+#                   machines); default: download it from the package index
+#
+# The compiler and setuptools output of the mmcv-full build goes to a log file
+# in DAVAR_CACHE; the terminal shows one progress line, and on failure the
+# log's tail and its path.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +35,58 @@ on_error() {
   echo "[setup] (a broken environment can be dropped with: rm -rf $VENV)" >&2
 }
 trap on_error ERR
+
+# Work of step 4, undone on exit: the build folder, an unfinished wheel
+# folder, and a build still running (Ctrl-C).
+BUILD="" PARTIAL="" BUILD_PID=""
+cleanup() {
+  if [[ -n "$BUILD_PID" ]] && kill -0 "$BUILD_PID" 2>/dev/null; then
+    kill -TERM -- "-$BUILD_PID" 2>/dev/null || true
+  fi
+  [[ -z "$BUILD" ]] || rm -rf "$BUILD"
+  [[ -z "$PARTIAL" ]] || rm -rf "$PARTIAL"
+}
+trap cleanup EXIT
+trap 'echo; echo "[setup] interrupted during: $STEP" >&2; exit 130' INT TERM
+
+duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# logged LOG WHAT CMD...: run CMD with all its output in the file LOG, in its
+# own process group. Meanwhile show one progress line "WHAT: elapsed time":
+# redrawn every second on a terminal, printed every minute otherwise. On
+# failure print the log's tail and path, and return CMD's exit status.
+logged() {
+  local log="$1" what="$2" start=$SECONDS status=0 next=60 elapsed compiled line
+  shift 2
+  echo "[setup] $what: output in $log"
+  setsid "$@" >"$log" 2>&1 </dev/null &
+  BUILD_PID=$!
+  while kill -0 "$BUILD_PID" 2>/dev/null; do
+    sleep 1
+    elapsed=$((SECONDS - start))
+    # ninja numbers its compile steps: "[12/150] c++ ..."
+    compiled="$(grep -ao '^\[[0-9]*/[0-9]*\]' "$log" | tail -n 1 | tr -d '[]')" || true
+    line="[setup] $what: $(duration $elapsed)${compiled:+, $compiled compiled}"
+    if [[ -t 1 ]]; then
+      printf '\r%s ' "$line"
+    elif ((elapsed >= next)); then
+      echo "$line"
+      next=$((next + 60))
+    fi
+  done
+  wait "$BUILD_PID" || status=$?
+  BUILD_PID=""
+  [[ -t 1 ]] && echo
+  if ((status != 0)); then
+    echo "[setup] $what failed after $(duration $((SECONDS - start))); first errors in its log:" >&2
+    { grep -a -m 5 'error:' "$log" || true; } | sed 's/^/[setup]   | /' >&2
+    echo "[setup] last lines of its log:" >&2
+    tail -n 40 "$log" | sed 's/^/[setup]   | /' >&2
+    echo "[setup] full log: $log" >&2
+    return "$status"
+  fi
+  echo "[setup] $what: done in $(duration $((SECONDS - start)))"
+}
 
 # pip, with the machine-wide "Location ... is ignored" notices filtered out;
 # its full output is shown when it fails.
@@ -51,7 +109,7 @@ fi
 
 step "1/6 create virtual environment $VENV"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-PY="$ROOT/$VENV/bin/python"
+PY="$(cd "$VENV" && pwd)/bin/python"  # VENV may be relative or absolute
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
 quiet "${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
 
@@ -68,19 +126,24 @@ quiet "${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf opencv-python
 if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   step "4/6 build mmcv-full $MMCV_VERSION with CPU ops against torch $TORCH_VERSION (about 12 minutes)"
   BUILD="$(mktemp -d)"
-  trap 'rm -rf "$BUILD"' EXIT
-  quiet "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
+  if [[ -n "${MMCV_SDIST:-}" ]]; then
+    cp "$MMCV_SDIST" "$BUILD/"
+  else
+    quiet "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
+  fi
   tar -xzf "$BUILD"/mmcv-full-*.tar.gz -C "$BUILD"
   SRC="$(echo "$BUILD"/mmcv-full-$MMCV_VERSION)"
   # torch>=2.14 headers need C++20, older 2.x headers C++17; mmcv 1.7.1 hard-codes C++14.
   CXX_STD="$("$PY" -c 'import torch; v=tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print("c++20" if v >= (2, 14) else "c++17")')"
   sed -i "s/-std=c++14/-std=$CXX_STD/g" "$SRC/setup.py"
   grep -q -- "-std=$CXX_STD" "$SRC/setup.py"
-  mkdir -p "$WHEEL_DIR.partial"
-  quiet env MMCV_WITH_OPS=1 FORCE_CUDA=0 "$PY" -m pip wheel -q \
+  PARTIAL="$WHEEL_DIR.partial"
+  mkdir -p "$PARTIAL"
+  logged "$WHEEL_DIR.log" "building mmcv-full" \
+    env MMCV_WITH_OPS=1 FORCE_CUDA=0 "$PY" -m pip wheel -v \
     --no-build-isolation --no-deps \
-    -c "$CONSTRAINTS" -w "$WHEEL_DIR.partial" "$SRC"
-  rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.partial" "$WHEEL_DIR"
+    -c "$CONSTRAINTS" -w "$PARTIAL" "$SRC"
+  rm -rf "$WHEEL_DIR" && mv "$PARTIAL" "$WHEEL_DIR" && PARTIAL=""
 else
   step "4/6 reuse cached mmcv-full wheel from $WHEEL_DIR"
 fi

@@ -73,17 +73,23 @@ def _read_log(path, iters_per_epoch):
                 continue  # a line cut by a crash
             if isinstance(line, dict) and 'mode' in line and 'iter' in line:
                 lines.append(line)
+    # The 'iter' of mmcv's evaluation ('val') lines is the size of the
+    # validation loader; they are placed at the training line before them.
+    train = [line for line in lines if line['mode'] == 'train']
     per_epoch = iters_per_epoch or max(
-        (line['iter'] for line in lines), default=0)
+        (line['iter'] for line in train), default=0)
     # Epoch-based logs count iterations inside the epoch: they restart.
     inner = any(b.get('epoch', 0) > a.get('epoch', 0) and
-                b['iter'] <= a['iter'] for a, b in zip(lines, lines[1:]))
+                b['iter'] <= a['iter'] for a, b in zip(train, train[1:]))
     if iters_per_epoch and not inner:
-        inner = all(line['iter'] <= per_epoch for line in lines) and \
-            any(line.get('epoch', 1) > 1 for line in lines)
+        inner = all(line['iter'] <= per_epoch for line in train) and \
+            any(line.get('epoch', 1) > 1 for line in train)
+    position = 0
     for line in lines:
-        line['global_iter'] = ((line.get('epoch', 1) - 1) * per_epoch +
-                               line['iter']) if inner else line['iter']
+        if line['mode'] == 'train':
+            position = ((line.get('epoch', 1) - 1) * per_epoch +
+                        line['iter']) if inner else line['iter']
+        line['global_iter'] = position
     return lines
 
 

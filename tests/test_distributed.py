@@ -44,7 +44,7 @@ def test_dist_eval_ranks_agree_and_only_rank0_writes(tmp_path):
     assert msgs[1]['n_results'] == []
     rank0 = sorted(n for n in os.listdir(tmp_path / 'work_rank0')
                    if n.endswith('.pth'))
-    assert rank0 == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert rank0 == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert not [n for n in os.listdir(tmp_path / 'work_rank1')
                 if n.endswith('.pth')]
     best = load(tmp_path / 'work_rank0' / 'Best_checkpoint.pth')
@@ -56,5 +56,5 @@ def test_dist_eval_shared_work_dir(tmp_path):
            {str(k): v for k, v in SCORES.items()}, True)
     names = sorted(os.listdir(tmp_path / 'work'))
     assert [n for n in names if n.endswith('.pth')] == [
-        'Best_checkpoint.pth', 'latest_model.pth']
+        'Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert not [n for n in names if n.startswith('.davar-tmp-')]

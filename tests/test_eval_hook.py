@@ -183,7 +183,6 @@ BAD = [
     (dict(eval_mode='fast'), r"eval_mode must be one of \('general', "
      r"'lightweight'\)"),
     (dict(save_best='wibble'), r"cannot infer .*'wibble'"),
-    (dict(save_best='accuracy', rule='bigger'), r"rule must be one of"),
     (dict(by_iter=True, iter_interval=0), r'iter_interval must be a '
      r'positive int'),
     (dict(start_iter=1.5, by_iter=True, iter_interval=2), r'start_iter must '

@@ -64,7 +64,7 @@ def recognition_run(tmp_path_factory):
 
 def test_train_recognition_lightweight(recognition_run):
     work, out = recognition_run
-    assert pth(work) == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert pth(work) == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     best = msgs(work / 'Best_checkpoint.pth')
     assert best['best_metric'] == 'accuracy'
     history = best['eval_history']
@@ -112,7 +112,7 @@ def test_auto_resume_after_interrupted_run(tmp_path):
     assert re.search(r'resumed (from )?epoch:? \d', out)
     final = load_checkpoint_file(str(work / 'latest_model.pth'))['meta']
     assert final['epoch'] == 3 and final['epoch'] > first['epoch']
-    assert pth(work) == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert pth(work) == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
 
 
 def test_dist_train_two_gloo_processes(tmp_path):
@@ -121,7 +121,7 @@ def test_dist_train_two_gloo_processes(tmp_path):
                '--work-dir', str(work), '--validate', *short(2)])
     assert 'Distributed training: True' in out
     names = sorted(os.listdir(work))
-    assert pth(work) == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert pth(work) == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert not [n for n in names if n.startswith('.davar-tmp')]
     # one text log: only rank 0 writes files
     assert len([n for n in names if n.endswith('.log')]) == 1

@@ -5,9 +5,10 @@ from numbers import Real
 from typing import NamedTuple
 
 from ..serialization import to_plain
-from ..utils.checks import check_choice
 
 RULES = ('greater', 'less')
+#: Other spellings of a rule: DavarOCR's README writes "lower".
+RULE_ALIASES = {'lower': 'less'}
 
 #: Metric names that are better when greater (matched case-insensitively,
 #: exactly first, then as substrings). Covers mmcv's defaults and the metrics
@@ -22,18 +23,36 @@ GREATER_KEYS = (
 LESS_KEYS = ('NED', 'loss', 'cer', 'wer', 'edit_distance', 'error')
 
 
+def check_rule(rule, arg='rule'):
+    """``rule`` as 'greater', 'less' or None ('lower' is 'less').
+
+    Raises:
+        KeyError: for any other value, as mmcv's EvalHook does.
+    """
+    if isinstance(rule, str) and rule in RULE_ALIASES:
+        return RULE_ALIASES[rule]
+    if rule is not None and rule not in RULES:
+        raise KeyError(f'{arg} must be one of {RULES}, None, or '
+                       f'{tuple(RULE_ALIASES)} (DavarOCR\'s spelling of '
+                       f'less); got {rule!r}')
+    return rule
+
+
 def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule'):
     """Return 'greater' or 'less' for metric ``key``.
 
-    Precedence (case-insensitive): an explicit ``rule``; ``key`` equal to a
-    greater key, then to a less key; a greater key inside ``key``, then a less
-    key inside it. ``greater_keys``/``less_keys`` extend the built-in lists.
+    Precedence (case-insensitive): an explicit ``rule`` (see
+    :func:`check_rule`); ``key`` equal to a greater key, then to a less key;
+    a greater key inside ``key``, then a less key inside it.
+    ``greater_keys``/``less_keys`` extend the built-in lists.
 
     Raises:
-        ValueError: for an unknown ``rule`` or a key that cannot be inferred.
+        KeyError: for an unknown ``rule``.
+        ValueError: for a key whose rule cannot be inferred.
     """
+    rule = check_rule(rule, arg)
     if rule is not None:
-        return check_choice(rule, RULES + (None, ), arg)
+        return rule
     low = key.lower()
     greater = [k.lower() for k in (*greater_keys, *GREATER_KEYS)]
     less = [k.lower() for k in (*less_keys, *LESS_KEYS)]
@@ -75,11 +94,13 @@ def is_better(score, best, rule):
 
 
 class EvalRecord(NamedTuple):
-    """One evaluation of the current weights, published by the eval hooks."""
+    """One evaluation of the current weights (see :mod:`.observe`);
+    ``source`` is the eval hook that made it (not stored)."""
     unit: str
     step: int
     iters_done: int
     metrics: dict
+    source: object = None
 
     def as_dict(self):
         return dict(unit=self.unit, step=self.step,
@@ -98,24 +119,29 @@ class EvalRecord(NamedTuple):
         return check_score(metric, self.metrics[metric])
 
 
-def notify(runner, event, *args):
-    """Call ``hook.<event>(runner, *args)`` on every hook that defines it.
+def notify(runner, event, *args, first=None):
+    """Call ``hook.<event>(runner, *args)`` on every hook that defines it,
+    in the runner's order, ``first`` before the others.
 
     Events: ``before_evaluation(point)``, ``after_evaluation(record)`` (from
-    the eval hooks) and ``on_train_failure(exc)`` (from ``train_model``).
+    :mod:`.observe`, for every eval hook), ``on_train_failure(exc)`` and,
+    on Ctrl-C, ``on_train_interrupt(exc, resume_command)`` (from
+    ``train_model``).
     """
-    for hook in runner.hooks:
+    for hook in sorted(runner.hooks, key=lambda h: h is not first):
         listener = getattr(hook, event, None)
         if listener is not None:
             listener(runner, *args)
 
 
-def publish_evaluation(runner, record):
+def publish_evaluation(runner, record, source=None):
     """Record ``record`` in ``hook_msgs['eval_history']`` and hand it to every
-    hook that listens (``after_evaluation(runner, record)``)."""
+    hook that listens (``after_evaluation(runner, record)``): ``source``, the
+    hook that evaluated, first, so that what it decides (its own best) is
+    known to the others (a checkpoint written now)."""
     msgs = hook_msgs(runner)
     msgs.setdefault('eval_history', []).append(record.as_dict())
-    notify(runner, 'after_evaluation', record)
+    notify(runner, 'after_evaluation', record, first=source)
 
 
 def hook_msgs(runner):
@@ -148,7 +174,20 @@ class BestTracker:
 
     def candidate(self, runner, record, ckpt_path):
         """The ``hook_msgs`` entries a new best would set, or None if
-        ``record`` does not beat the best so far."""
+        ``record`` does not beat the best so far.
+
+        An evaluation that returned no metrics at all (mmdet's ``{}`` when
+        nothing was detected) is warned about and decides nothing.
+
+        Raises:
+            KeyError: the metric is missing while others are present (a
+                configuration error), listing them.
+        """
+        if not record.metrics:
+            runner.logger.warning(
+                f'the evaluation at {record.unit} {record.step} returned no '
+                f'metrics; no best decision on {self.metric!r} is made')
+            return None
         score = record.score(self.metric)
         if not math.isfinite(score):
             runner.logger.warning(

@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 
 from ..constants import LAST_CHECKPOINT_FILE, TMP_PREFIX
 from .progress import checkpoint_meta
+from ..serialization import to_plain
 from ..utils.checks import check_choice
 
 ON_ERROR = ('raise', 'continue')
@@ -119,11 +120,14 @@ class SaveStep(NamedTuple):
     link: Optional[str] = None
 
 
-def save_step(runner, point, name, updates, save_optimizer=True, link=None):
+def save_step(runner, point, name, updates, save_optimizer=True, link=None,
+              extra_meta=None):
     """A :class:`SaveStep` of ``runner``'s current state, its meta saying
     where training stands at ``point`` (so that a resume continues after
-    it)."""
-    meta = dict(runner.meta, **checkpoint_meta(runner, point))
+    it). ``extra_meta`` (``checkpoint_config.meta``, as mmdet's train.py
+    sets it) is stored too, under the runner's own entries, as mmcv does."""
+    meta = {**(extra_meta or {}), **(runner.meta or {}),
+            **checkpoint_meta(runner, point)}
     return SaveStep(name, build_checkpoint(runner, meta, save_optimizer),
                     updates, link)
 
@@ -254,8 +258,11 @@ class CheckpointWriter:
     def _run(self, steps, base_msgs):
         written = {}
         for step in steps:
-            step.checkpoint['meta']['hook_msgs'] = dict(
-                base_msgs, **written, **step.updates)
+            # Plain values only, whoever put them there (mmcv's EvalHook
+            # stores numpy scalars), so that a plain torch.load reads it.
+            step.checkpoint['meta'] = to_plain(dict(
+                step.checkpoint['meta'],
+                hook_msgs=dict(base_msgs, **written, **step.updates)))
             if self._write(step.name, step.checkpoint, base_msgs):
                 written.update(step.updates)
                 if step.link is not None:

@@ -1,4 +1,5 @@
 """DavarCheckpointHook: DavarOCR's checkpoint hook for mmcv-full 1.7.1."""
+import inspect
 import os.path as osp
 from numbers import Real
 
@@ -8,12 +9,15 @@ from mmcv.runner import HOOKS, CheckpointHook, get_dist_info
 from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..core.metrics import BestTracker, hook_msgs, infer_rule
+from ..core.observe import is_eval_hook, observe_evaluations, will_evaluate
 from ..core.progress import current_point, is_iter_based, max_steps
 from ..core.writer import ON_ERROR, CheckpointWriter, save_step
 from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
-                            check_positive_int)
+                            check_positive_int, unknown_names)
 
 SAVE_MODES = ('general', 'lightweight')
+#: Arguments mmcv's CheckpointHook passes on to ``runner.save_checkpoint``.
+SAVE_CHECKPOINT_ARGS = ('create_symlink', 'meta')
 
 
 def sync_buffers(model):
@@ -117,6 +121,7 @@ class DavarCheckpointHook(CheckpointHook):
                  less_keys=None,
                  file_client_args=None,
                  **kwargs):
+        self._check_unknown(kwargs)
         check_choice(save_mode, SAVE_MODES, 'save_mode')
         check_choice(on_save_error, ON_ERROR, 'on_save_error')
         if isinstance(model_milestone, bool) or \
@@ -182,9 +187,27 @@ class DavarCheckpointHook(CheckpointHook):
         self.async_save = bool(async_save)
         self.publish = bool(publish)
         self.published_keys = tuple(published_keys)
-        self._pending = None
-        self._last_record = None
+        self._pending = None  # (point, evaluations still to come)
+        self._heard_eval = False
         self._warned_no_eval = False
+        self._latest_stale = False  # a best newer than the latest file
+
+    @classmethod
+    def _check_unknown(cls, kwargs):
+        """mmcv keeps unknown arguments for ``save_checkpoint``, where they
+        fail at the first save or not at all; here they fail now."""
+        if 'save_best' in kwargs:
+            raise TypeError(
+                'DavarCheckpointHook: save_best is an argument of the eval '
+                'hooks (evaluation=dict(save_best=...)); this hook ranks '
+                "checkpoints with metric=... and save_mode='lightweight'")
+        known = [*inspect.signature(cls.__init__).parameters,
+                 *SAVE_CHECKPOINT_ARGS]
+        bad = unknown_names(kwargs, known, accepted=SAVE_CHECKPOINT_ARGS)
+        if bad:
+            raise TypeError(
+                f'DavarCheckpointHook got unknown argument(s) {bad}; it '
+                f'accepts {sorted(set(known) - {"self", "kwargs"})}')
 
     # ------------------------------------------------------------- set-up
     def before_run(self, runner):
@@ -196,11 +219,10 @@ class DavarCheckpointHook(CheckpointHook):
         msgs = hook_msgs(runner)
         # The file a run resumed from is never rotated away.
         self._protected = {msgs.get('last_ckpt')}
+        observe_evaluations(runner)
         position = runner.hooks.index(self) if self in runner.hooks else -1
         self._later_evaluators = [
-            h for h in runner.hooks[position + 1:]
-            if hasattr(h, 'will_evaluate')
-        ]
+            h for h in runner.hooks[position + 1:] if is_eval_hook(h)]
         if self.intervals['epoch'] and is_iter_based(runner):
             runner.logger.warning(
                 'DavarCheckpointHook: by_epoch=True has no effect in an '
@@ -213,24 +235,38 @@ class DavarCheckpointHook(CheckpointHook):
     def after_train_iter(self, runner):
         self._at_point(runner, 'iter')
 
-    def after_evaluation(self, runner, record):
-        """Called by the eval hooks with each fresh evaluation."""
-        if self.tracker is not None and self._last_record is None:
-            record.score(self.tracker.metric)  # a missing metric fails now
-        self._last_record = record
-        if self._pending is not None and self._pending.key == (
-                record.unit, record.iters_done):
-            point, self._pending = self._pending, None
-            self._act(runner, point)
-
     def _at_point(self, runner, unit):
+        if self._pending is not None:
+            runner.logger.warning(
+                f'DavarCheckpointHook: the evaluation expected at '
+                f'{self._pending[0].unit} {self._pending[0].step} did not '
+                'report; that save point is skipped')
+            self._pending = None
         point = current_point(runner, unit)
-        if any(h.will_evaluate(runner, unit) for h in self._later_evaluators):
-            # An evaluation of these weights is still to come at this point:
-            # act once its metrics are in (see after_evaluation).
-            self._pending = point
+        waiting = sum(will_evaluate(h, runner, unit)
+                      for h in self._later_evaluators)
+        if waiting:
+            # Evaluations of these weights are still to come at this point:
+            # act once their decisions are in (see after_evaluation).
+            self._pending = (point, waiting)
             return
         self._act(runner, point)
+
+    def after_evaluation(self, runner, record):
+        """Every evaluation of the run (:mod:`davarocr_mmcv.core.observe`):
+        a new best is saved now, with the weights that were scored; a save
+        point waiting for this evaluation is then carried out."""
+        self._heard_eval = True
+        if self.tracker is not None and self._past_milestone(runner, record):
+            self._save_best(runner, record)
+        if self._pending is None:
+            return
+        point, waiting = self._pending
+        if point.key != (record.unit, record.iters_done):
+            return
+        self._pending = (point, waiting - 1) if waiting > 1 else None
+        if self._pending is None:
+            self._act(runner, point)
 
     def _due(self, runner, point):
         interval = self.intervals[point.unit]
@@ -249,16 +285,9 @@ class DavarCheckpointHook(CheckpointHook):
         return point.step > int(max_steps(runner, point.unit) *
                                 self.model_milestone)
 
-    def _fresh_record(self, point):
-        record = self._last_record
-        if record is not None and record.iters_done == point.iters_done:
-            return record
-        return None
-
     def _act(self, runner, point):
         due = self._due(runner, point)
-        record = self._fresh_record(point)
-        if not (due or (self.tracker and record)) or \
+        if not (due or self._latest_stale) or \
                 not self._past_milestone(runner, point):
             return
         if self.sync_buffer:
@@ -266,18 +295,16 @@ class DavarCheckpointHook(CheckpointHook):
         if self.tracker is None:
             self._save_general(runner, point)
         else:
-            self._save_lightweight(runner, point, record, due)
+            self._save_latest(runner, point)
 
     # --------------------------------------------------------------- WHAT
     def _save_general(self, runner, point):
         name = self.filename_tmpls[point.unit].format(point.step)
         runner.logger.info(f'Saving checkpoint at {point.step} {point.unit}s')
-        link = LATEST_LINK_NAME if self.args.get('create_symlink', True) \
-            else ''
         self._submit(runner, [
-            save_step(runner, point, name,
+            self._step(runner, point, name,
                        dict(last_ckpt=self.writer.path(name)),
-                       self.save_optimizer, link)
+                       self.save_optimizer, self._link())
         ], after=self._rotate)
 
     def _rotate(self, runner, updates):
@@ -298,31 +325,43 @@ class DavarCheckpointHook(CheckpointHook):
             self.writer.remove(path)
             history.remove(path)
 
-    def _save_lightweight(self, runner, point, record, due):
-        if record is None and self._last_record is None and \
-                not self._warned_no_eval:
+    def _save_best(self, runner, record):
+        best = self.tracker.candidate(runner, record,
+                                      self.writer.path(self.best_filename))
+        if not best:
+            return
+        runner.logger.info(
+            f'New best {self.tracker.metric}: {best["best_score"]} at '
+            f'{record.unit} {record.step}; saving {self.best_filename}')
+        self._latest_stale = True  # the latest must learn of this best
+        self._submit(runner, [self._step(runner, record, self.best_filename,
+                                         best, save_optimizer=False)])
+
+    def _save_latest(self, runner, point):
+        if not self._heard_eval and not self._warned_no_eval:
             self._warned_no_eval = True
             runner.logger.warning(
                 f'DavarCheckpointHook: no evaluation has reported '
-                f'{self.tracker.metric!r}; only {self.latest_filename} is '
-                f'saved. Register DavarEvalHook (evaluation=dict(...), '
+                f'{self.tracker.metric!r} yet; only {self.latest_filename} is '
+                f'saved. Register an eval hook (evaluation=dict(...), '
                 f'--validate) to keep {self.best_filename}.')
-        best = record and self.tracker.candidate(
-            runner, record, self.writer.path(self.best_filename))
-        steps = []
-        if best:
-            runner.logger.info(
-                f'New best {self.tracker.metric}: {best["best_score"]} at '
-                f'{point.unit} {point.step}; saving {self.best_filename}')
-            steps.append(save_step(runner, point, self.best_filename, best,
-                                    save_optimizer=False))
-        if due or best:
-            # Also after a new best, so that a resume knows that best.
-            steps.append(save_step(
-                runner, point, self.latest_filename,
-                dict(last_ckpt=self.writer.path(self.latest_filename)),
-                self.save_optimizer))
-        self._submit(runner, steps)
+        self._latest_stale = False
+        self._submit(runner, [self._step(
+            runner, point, self.latest_filename,
+            dict(last_ckpt=self.writer.path(self.latest_filename)),
+            self.save_optimizer, self._link())])
+
+    def _link(self):
+        """``latest.pth`` leads to the newest file, for mmcv's and mmdet's
+        own ``find_latest_checkpoint`` ('' with ``create_symlink=False``:
+        only ``last_checkpoint`` is written)."""
+        return LATEST_LINK_NAME if self.args.get('create_symlink', True) \
+            else ''
+
+    def _step(self, runner, point, name, updates, save_optimizer=True,
+              link=None):
+        return save_step(runner, point, name, updates, save_optimizer, link,
+                         extra_meta=self.args.get('meta'))
 
     # -------------------------------------------------------------- WRITE
     def _submit(self, runner, steps, after=None):
@@ -335,6 +374,9 @@ class DavarCheckpointHook(CheckpointHook):
         self.writer.submit(steps, hook_msgs(runner), commit)
 
     def after_run(self, runner):
+        if self._pending is not None:  # its evaluation never reported
+            point, self._pending = self._pending[0], None
+            self._act(runner, point)
         self.writer.wait()  # an asynchronous save still in flight
         if self.publish and self.writer.rank == 0:
             from ..publish import publish

@@ -1,19 +1,19 @@
 """DavarEvalHook / DavarDistEvalHook: evaluation by epoch and by iteration."""
 import functools
-import os.path as osp
+import inspect
+import warnings
 
 import torch.distributed as dist
 from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
-from mmcv.runner.hooks import LoggerHook
+from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
-from ..core.metrics import (BestTracker, EvalRecord, hook_msgs, infer_rule,
-                            notify, publish_evaluation)
-from ..core.progress import current_point
+from ..core.metrics import BestTracker, check_rule, hook_msgs, infer_rule
+from ..core.observe import evaluation_point, observe_evaluations
 from ..core.writer import CheckpointWriter, save_step
 from ..serialization import to_plain
-from ..utils.checks import check_choice, check_positive_int
+from ..utils.checks import check_choice, check_positive_int, unknown_names
 
 EVAL_MODES = ('general', 'lightweight')
 
@@ -26,18 +26,23 @@ def _as_list(value):
 
 @HOOKS.register_module()
 class DavarEvalHook(EvalHook):
-    """Evaluate by epoch and/or by iteration, publish the metrics, and (in
-    general mode) keep ``best_{metric}_{epoch|iter}_{N}.pth`` as mmcv does.
+    """Evaluate by epoch and/or by iteration, as mmcv's EvalHook does, and
+    (in general mode) keep ``best_{metric}_{epoch|iter}_{N}.pth``.
 
-    Metrics go to ``runner.log_buffer`` (text and json logs), to
-    ``runner.meta['hook_msgs']['eval_history']``, and to every hook with an
-    ``after_evaluation(runner, record)`` method (DavarCheckpointHook), so the
-    best checkpoint is always decided on the evaluation of the current
-    weights, whatever the hook priorities.
+    mmcv's extension points hold: each evaluation goes through
+    ``_should_evaluate(runner)``, ``_do_evaluate(runner)`` and
+    ``evaluate(runner, results)`` (which returns the key score), and, as in
+    mmcv, the weights training starts from are evaluated before training when
+    ``start`` is at or below the step reached (``eval_before_train``).
+    Metrics go to ``runner.log_buffer`` (text and json logs, a ``val`` record
+    for evaluations by iteration), to ``hook_msgs['eval_history']``, and to
+    every hook with an ``after_evaluation(runner, record)`` method (see
+    :mod:`davarocr_mmcv.core.observe`).
 
     Args:
         dataloader (DataLoader): validation loader.
-        model_type (str): 'DETECTOR', 'RECOGNIZOR' or 'SPOTTER'.
+        model_type (str): 'DETECTOR', 'RECOGNIZOR' or 'SPOTTER'. Default:
+            'DETECTOR'.
         start (int | None): first epoch to evaluate (mmcv's meaning).
         start_iter (float | None): fraction of max_iters from which to
             evaluate by iteration.
@@ -50,11 +55,15 @@ class DavarEvalHook(EvalHook):
             ``DavarCheckpointHook(save_mode='lightweight')``.
         save_best (str | list[str] | None): metric(s) ranking checkpoints;
             'auto' takes the first metric returned.
-        rule (str | list[str] | None): 'greater'/'less' per metric, or None
-            to infer it.
+        rule (str | list[str] | None): 'greater'/'less' ('lower') per metric,
+            or None to infer it.
+        eval_before_train (bool): mmcv's evaluation of the starting weights
+            when ``start`` is at or below the resumed step; False is
+            DavarOCR's behaviour. Default: True.
         test_fn, greater_keys, less_keys, out_dir, file_client_args: as in
             mmcv's EvalHook.
-        **eval_kwargs: passed to ``dataset.evaluate`` (e.g. ``metric``).
+        **eval_kwargs: passed to ``dataset.evaluate`` (e.g. ``metric``);
+            checked against its signature in ``before_run``.
     """
 
     def __init__(self,
@@ -69,6 +78,7 @@ class DavarEvalHook(EvalHook):
                  by_iter=False,
                  save_best=None,
                  rule=None,
+                 eval_before_train=True,
                  test_fn=None,
                  greater_keys=None,
                  less_keys=None,
@@ -77,6 +87,10 @@ class DavarEvalHook(EvalHook):
                  **eval_kwargs):
         check_choice(model_type, MODEL_TYPES, 'model_type')
         check_choice(eval_mode, EVAL_MODES, 'eval_mode')
+        keys = _as_list(save_best)
+        assert all(isinstance(k, str) and k for k in keys), (
+            'save_best must be a metric name, a list of them, "auto" or '
+            f'None; got {save_best!r}')
         if not by_epoch and not by_iter:
             # mmcv's by_epoch=False: ``interval`` and ``start`` are iterations
             by_iter, iter_interval = True, interval
@@ -86,6 +100,10 @@ class DavarEvalHook(EvalHook):
         if start_iter is not None and not 0 <= start_iter <= 1:
             raise ValueError('start_iter must be a fraction of max_iters in '
                              f'[0, 1], got {start_iter!r}')
+        rules = [check_rule(r) for r in _as_list(rule)]
+        if rules and len(rules) not in (1, len(keys)):
+            raise ValueError(f'rule must be one value or one per save_best '
+                             f'metric ({keys}), got {rule!r}')
         if test_fn is None:
             test_fn = functools.partial(self.default_test_fn,
                                         model_type=model_type)
@@ -101,12 +119,9 @@ class DavarEvalHook(EvalHook):
         self.iter_start = None if start_iter is not None or by_epoch \
             else start
         self.eval_mode = eval_mode
+        self.eval_before_train = bool(eval_before_train)
         self.save_best = save_best
-        keys = _as_list(save_best)
-        rules = _as_list(rule)
-        if rules and len(rules) not in (1, len(keys)):
-            raise ValueError(f'rule must be one value or one per save_best '
-                             f'metric ({keys}), got {rule!r}')
+        self.unit = 'epoch' if by_epoch else 'iter'
         rules = rules * len(keys) if len(rules) == 1 else \
             (rules or [None] * len(keys))
         self._rules = list(zip(keys, rules))
@@ -116,6 +131,8 @@ class DavarEvalHook(EvalHook):
 
     def _init_trackers(self, keys):
         rules = dict(self._rules)
+        if 'auto' in rules:  # the rule given for 'auto' is the first key's
+            rules[keys[0]] = rules.pop('auto')
         several = len(keys) > 1
         self.trackers = [
             BestTracker(key, infer_rule(key, rules.get(key),
@@ -136,6 +153,8 @@ class DavarEvalHook(EvalHook):
     def before_run(self, runner):
         super().before_run(runner)
         hook_msgs(runner)
+        self._check_eval_kwargs()
+        observe_evaluations(runner)
         self.writer = CheckpointWriter(self.out_dir, self.file_client,
                                        runner.logger)
         keeper = [h for h in runner.hooks
@@ -152,24 +171,44 @@ class DavarEvalHook(EvalHook):
                 'checkpoint to DavarCheckpointHook(save_mode="lightweight"), '
                 'which is not registered: no best checkpoint is kept')
 
-    def before_train_epoch(self, runner):
-        pass  # mmcv's evaluation before training is not supported
-
-    def before_train_iter(self, runner):
-        pass
+    def _check_eval_kwargs(self):
+        """A name ``dataset.evaluate`` does not take fails before the first
+        epoch, not at the first evaluation (unless it takes ``**kwargs``)."""
+        evaluate = getattr(self.dataloader.dataset, 'evaluate', None)
+        try:
+            params = inspect.signature(evaluate).parameters
+        except (TypeError, ValueError):
+            return
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        known = list(inspect.signature(type(self).__init__).parameters)
+        bad = unknown_names(self.eval_kwargs, list(params) + known,
+                            accepted=list(params))
+        if bad:
+            raise TypeError(
+                f'{type(self).__name__}: {bad} passed to '
+                f'{type(self.dataloader.dataset).__name__}.evaluate, which '
+                f'accepts {[p for p in params if p != "self"]}')
 
     # --------------------------------------------------------------- WHEN
     def will_evaluate(self, runner, unit):
-        """Whether this hook evaluates in ``after_train_{unit}`` now."""
-        if unit == 'epoch':
+        """Whether this hook evaluates in ``after_train_{unit}`` now (also
+        asked by DavarCheckpointHook)."""
+        self.unit = unit
+        return bool(self._should_evaluate(runner))
+
+    def _should_evaluate(self, runner):
+        """mmcv's predicate, for the schedule of ``self.unit``."""
+        if self.unit == 'epoch':
             return self.by_epoch and self._due(runner.epoch + 1, self.start,
                                                self.interval)
-        if not self.by_iter:
-            return False
-        start = self.iter_start
+        return self.by_iter and self._due(
+            runner.iter + 1, self._iter_start(runner), self.iter_interval)
+
+    def _iter_start(self, runner):
         if self.start_iter is not None:
-            start = int(self.start_iter * runner.max_iters)
-        return self._due(runner.iter + 1, start, self.iter_interval)
+            return int(self.start_iter * runner.max_iters)
+        return self.iter_start
 
     @staticmethod
     def _due(step, start, interval):
@@ -177,113 +216,167 @@ class DavarEvalHook(EvalHook):
             return step % interval == 0
         return step >= start and (step - start) % interval == 0
 
+    def before_train_epoch(self, runner):
+        self._before_train(runner, 'epoch')
+
+    def before_train_iter(self, runner):
+        self._before_train(runner, 'iter')
+
+    def _before_train(self, runner, unit):
+        """mmcv's evaluation of the starting weights, once, when the start
+        of the ``unit`` schedule is at or below the step reached."""
+        on = self.by_epoch if unit == 'epoch' else self.by_iter
+        if not (on and self.initial_flag):
+            return
+        start = self.start if unit == 'epoch' else self._iter_start(runner)
+        reached = runner.epoch if unit == 'epoch' else runner.iter
+        if self.eval_before_train and start is not None and reached >= start:
+            self._evaluate_if_due(runner, unit)
+        self.initial_flag = False
+
     def after_train_epoch(self, runner):
-        if self.will_evaluate(runner, 'epoch'):
-            self._evaluate(runner, current_point(runner, 'epoch'))
+        self._evaluate_if_due(runner, 'epoch')
 
     def after_train_iter(self, runner):
-        if self.will_evaluate(runner, 'iter'):
-            self._evaluate(runner, current_point(runner, 'iter'))
+        self._evaluate_if_due(runner, 'iter')
+
+    def _evaluate_if_due(self, runner, unit):
+        if not self.will_evaluate(runner, unit):
+            return
+        if unit == 'iter' and not self._later(runner, IterTimerHook):
+            # As mmcv: the iteration's training record is written first, so
+            # that the metrics make a record of their own (mode 'val'). Not
+            # before the timer has run: that record would lack its times.
+            for logger_hook in self._later(runner, LoggerHook):
+                logger_hook.after_train_iter(runner)
+            runner.log_buffer.clear()
+        self._do_evaluate(runner)
 
     # ----------------------------------------------------------- evaluate
     def _run_test(self, runner):
         return self.test_fn(runner.model, self.dataloader)
 
-    def _compute_metrics(self, runner, results):
-        eval_res = self.dataloader.dataset.evaluate(
-            results, logger=runner.logger, **self.eval_kwargs)
-        return {str(k): to_plain(v) for k, v in dict(eval_res).items()}
+    def _evaluates_here(self, runner):
+        return True
 
-    def _evaluate(self, runner, point):
-        notify(runner, 'before_evaluation', point)
+    def _do_evaluate(self, runner):
+        """Test the model, then (where the results are) ``evaluate``."""
         results = self._run_test(runner)
         runner.model.train()
-        metrics = self._share(self._compute_metrics(runner, results)
-                              if runner.rank == 0 else None)
-        record = EvalRecord(point.unit, point.step, point.iters_done,
-                            metrics)
-        self._check(record)
-        self._log_metrics(runner, metrics)
-        runner.logger.info(
-            f'Evaluation at {point.unit} {point.step}: ' +
-            ', '.join(f'{k}: {v}' for k, v in metrics.items()))
-        if self.keeps_best:
-            self._keep_best(runner, record)
-        publish_evaluation(runner, record)
+        if not self._evaluates_here(runner):
+            return
+        runner.log_buffer.output['eval_iter_num'] = len(self.dataloader)
+        self.evaluate(runner, results)
 
-    def _log_metrics(self, runner, metrics):
-        """Put ``metrics`` in the log buffer for the logger hooks. Logger
-        hooks that already ran at this point (registered before this hook)
-        write them now, so no evaluation is left out of the logs."""
+    def evaluate(self, runner, results):
+        """Evaluate ``results`` on the dataset, put the metrics in the log
+        buffer, and return the score of the first ``save_best`` metric (None
+        without ``save_best`` or when the evaluation returned nothing).
+
+        Raises:
+            KeyError: a ``save_best`` metric is missing while others are
+                present, listing them.
+        """
+        eval_res = self.dataloader.dataset.evaluate(
+            results, logger=runner.logger, **self.eval_kwargs)
+        metrics = {str(k): to_plain(v) for k, v in dict(eval_res).items()}
         for name, value in metrics.items():
             runner.log_buffer.output[name] = value
         runner.log_buffer.ready = True
-        done = self._loggers_before(runner)
-        if done:
-            for logger_hook in done:
+        point = evaluation_point(self, runner)
+        runner.logger.info(
+            f'Evaluation at {point.unit} {point.step}: ' +
+            ', '.join(f'{k}: {v}' for k, v in metrics.items()))
+        self._log_now(runner, point.unit)
+        if not self._rules or not metrics:
+            return None
+        self._resolve_auto(metrics)
+        scores = [self._score(t.metric, metrics) for t in self.trackers]
+        return scores[0]
+
+    @staticmethod
+    def _score(metric, metrics):
+        if metric not in metrics:
+            raise KeyError(
+                f'metric {metric!r} is not among the evaluation results; '
+                f'available metrics: {sorted(metrics)}')
+        return metrics[metric]
+
+    def _resolve_auto(self, metrics):
+        if self._rules[0][0] == 'auto' and not self.trackers:
+            self._init_trackers([next(iter(metrics))])
+
+    def _later(self, runner, kind):
+        """Hooks of type ``kind`` that run after this one."""
+        hooks = runner.hooks
+        position = hooks.index(self) if self in hooks else len(hooks)
+        return [h for h in hooks[position + 1:] if isinstance(h, kind)]
+
+    def _log_now(self, runner, unit):
+        """Logger hooks that will not write the metrics as a record of their
+        own at this point write it now: those that already ran, and by
+        iteration, when the training record could not be written first
+        (see ``_evaluate_if_due``), all of them."""
+        later = self._later(runner, LoggerHook)
+        loggers = [h for h in runner.hooks if isinstance(h, LoggerHook) and
+                   (h not in later or unit == 'iter' and
+                    self._later(runner, IterTimerHook))]
+        if loggers:
+            for logger_hook in loggers:
                 logger_hook.log(runner)
             runner.log_buffer.clear_output()
 
-    def _loggers_before(self, runner):
-        hooks = runner.hooks
-        position = hooks.index(self) if self in hooks else 0
-        return [h for h in hooks[:position] if isinstance(h, LoggerHook)]
-
-    def _share(self, metrics):
-        """Rank 0's metrics on every rank."""
-        return metrics
-
-    def _check(self, record):
-        """Fail at the first evaluation on a missing or non-numeric ranked
-        metric."""
-        if self._rules and self._rules[0][0] == 'auto' and not self.trackers:
-            if not record.metrics:
-                raise KeyError('save_best="auto" needs at least one metric; '
-                               'the evaluation returned none')
-            self._init_trackers([next(iter(record.metrics))])
-        for tracker in self.trackers:
-            record.score(tracker.metric)
-
     # --------------------------------------------------- WHAT (general mode)
-    def _keep_best(self, runner, record):
+    def after_evaluation(self, runner, record):
+        """Keep the best of this hook's own evaluations (general mode); runs
+        on every rank, with rank 0's metrics."""
+        if record.source is not self or not self.keeps_best or \
+                not self._rules or not record.metrics:
+            return
+        self._resolve_auto(record.metrics)
         for tracker in self.trackers:
-            name = f'best_{tracker.metric}_{record.unit}_{record.step}.pth'
-            best = tracker.candidate(runner, record, self.writer.path(name))
-            if not best:
-                continue
-            previous = hook_msgs(runner).get('best_ckpt' + tracker.suffix)
+            self._keep_best(runner, record, tracker)
 
-            def commit(updates, tracker=tracker, name=name,
-                       previous=previous):
-                if not updates:
-                    return  # not written: the previous best stays
-                hook_msgs(runner).update(updates)
-                self.best_ckpt_path = updates['best_ckpt' + tracker.suffix]
-                if previous and previous != self.best_ckpt_path:
-                    self.writer.remove(previous)
-                runner.logger.info(
-                    f'Now best checkpoint is saved as {name}. Best '
-                    f'{tracker.metric} is '
-                    f'{updates["best_score" + tracker.suffix]} at '
-                    f'{record.step} {record.unit}.')
-            self.writer.submit(
-                [save_step(runner, record, name, best)],
-                hook_msgs(runner), commit)
+    def _keep_best(self, runner, record, tracker):
+        name = f'best_{tracker.metric}_{record.unit}_{record.step}.pth'
+        best = tracker.candidate(runner, record, self.writer.path(name))
+        if not best:
+            return
+        previous = hook_msgs(runner).get('best_ckpt' + tracker.suffix)
+
+        def commit(updates):
+            if not updates:
+                return  # not written: the previous best stays
+            hook_msgs(runner).update(updates)
+            self.best_ckpt_path = updates['best_ckpt' + tracker.suffix]
+            if previous and previous != self.best_ckpt_path:
+                self.writer.remove(previous)
+            runner.logger.info(
+                f'Now best checkpoint is saved as {name}. Best '
+                f'{tracker.metric} is '
+                f'{updates["best_score" + tracker.suffix]} at '
+                f'{record.step} {record.unit}.')
+        self.writer.submit([save_step(runner, record, name, best)],
+                           hook_msgs(runner), commit)
 
 
 @HOOKS.register_module()
 class DavarDistEvalHook(DavarEvalHook, DistEvalHook):
     """Distributed DavarEvalHook: every rank runs inference on its share,
-    rank 0 computes the metrics and writes, and the metrics are broadcast so
-    every rank's ``hook_msgs`` agree. Works with gloo on CPU and NCCL.
+    the results are gathered on rank 0, which computes the metrics and
+    writes; the metrics reach every rank (:mod:`davarocr_mmcv.core.observe`)
+    so that all of them take the same decisions. Works with gloo on CPU and
+    NCCL.
 
     Args:
         broadcast_bn_buffer (bool): broadcast BatchNorm buffers of rank 0
             before evaluating. Default: True.
-        tmpdir (str | None): folder for collecting results; default
-            ``work_dir/.eval_hook``, with a unique sub-folder per call.
-        gpu_collect (bool): collect through the process group instead of
-            files. Default: False.
+        tmpdir (str | None): None gathers the results through the process
+            group (no shared folder needed); a folder exchanges them through
+            files there, as mmcv does, in a unique sub-folder per call.
+            Default: None.
+        gpu_collect (bool): mmcv's argument; the process group is used
+            whenever ``tmpdir`` is None. Default: False.
         Other arguments: as DavarEvalHook.
     """
 
@@ -306,13 +399,40 @@ class DavarDistEvalHook(DavarEvalHook, DistEvalHook):
                         module.track_running_stats:
                     dist.broadcast(module.running_var, 0)
                     dist.broadcast(module.running_mean, 0)
-        tmpdir = self.tmpdir or osp.join(runner.work_dir, '.eval_hook')
-        return self.test_fn(runner.model, self.dataloader, tmpdir=tmpdir,
+        return self.test_fn(runner.model, self.dataloader, tmpdir=self.tmpdir,
                             gpu_collect=self.gpu_collect)
 
-    def _share(self, metrics):
-        if get_dist_info()[1] == 1:
-            return metrics
-        holder = [metrics]
-        dist.broadcast_object_list(holder, src=0)
-        return holder[0]
+    def _evaluates_here(self, runner):
+        return get_dist_info()[0] == 0
+
+
+#: mmcv's class names, taken by the Davar hooks where nobody else holds them.
+MMCV_NAMES = (('EvalHook', DavarEvalHook), ('DistEvalHook', DavarDistEvalHook))
+
+
+def register_mmcv_names(registry=HOOKS):
+    """Make ``type='EvalHook'`` / ``type='DistEvalHook'`` buildable from
+    ``HOOKS`` (mmcv 1.7.1 registers neither): they build DavarEvalHook /
+    DavarDistEvalHook, subclasses of mmcv's classes taking their arguments.
+    A name some other package registered first keeps its class, with a
+    warning; a package registering it later needs ``force=True``.
+
+    Returns:
+        dict: name -> the class ``type=name`` builds.
+    """
+    built = {}
+    for name, cls in MMCV_NAMES:
+        holder = registry.module_dict.get(name)
+        if holder is None:
+            registry.register_module(name=name, module=cls)
+            holder = cls
+        elif holder is not cls:
+            warnings.warn(
+                f"HOOKS already holds {name!r} ({holder.__module__}."
+                f"{holder.__qualname__}); type={name!r} builds that class. "
+                f"Write type='{cls.__name__}' for davarocr_mmcv's.")
+        built[name] = holder
+    return built
+
+
+register_mmcv_names()

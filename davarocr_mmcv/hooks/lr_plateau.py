@@ -8,6 +8,7 @@ from mmcv.runner import HOOKS
 from mmcv.runner.hooks import LrUpdaterHook
 
 from ..core.metrics import hook_msgs, infer_rule
+from ..core.observe import observe_evaluations
 
 MODES = ('min', 'max')
 THRESHOLD_MODES = ('rel', 'abs')
@@ -109,6 +110,7 @@ class ReduceonplateauLrUpdaterHook(LrUpdaterHook):
     # ------------------------------------------------------------- set-up
     def before_run(self, runner):
         super().before_run(runner)
+        observe_evaluations(runner)
         saved = hook_msgs(runner).get(STATE_KEY)
         if saved and (saved.get('metric'), saved.get('mode')) == (
                 self.metric, self.mode):

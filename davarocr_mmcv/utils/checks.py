@@ -1,5 +1,6 @@
 """Argument checks shared by the hooks: each error names the argument and
 what it accepts."""
+import difflib
 import os.path as osp
 
 
@@ -42,3 +43,21 @@ def check_filename_tmpl(tmpl, arg='filename_tmpl'):
                          f'the epoch or iteration, e.g. "epoch_{{}}.pth"; '
                          f'got {tmpl!r}')
     return check_inside(tmpl, arg)
+
+
+def unknown_names(given, known, accepted=None):
+    """The names in ``given`` outside ``accepted`` (default: ``known``),
+    each with the closest name of ``known`` as a suggestion; '' if none.
+
+    >>> unknown_names({'intreval': 5}, ['interval', 'by_epoch'])
+    "'intreval' (did you mean 'interval'?)"
+    """
+    accepted = set(known if accepted is None else accepted)
+    described = []
+    for name in given:
+        if name in accepted:
+            continue
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f' (did you mean {close[0]!r}?)' if close else ''
+        described.append(f'{name!r}{hint}')
+    return ', '.join(described)

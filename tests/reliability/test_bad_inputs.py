@@ -16,7 +16,8 @@ CASES = [
      ValueError, r"save_mode must be one of \('general', 'lightweight'\)"),
     ("rule='bigger'", lambda: DavarCheckpointHook(save_mode='lightweight',
                                                   rule='bigger'),
-     ValueError, r"rule must be one of \('greater', 'less', None\)"),
+     KeyError, r"rule must be one of \('greater', 'less'\), None, or "
+     r"\('lower',\)"),
     ("metric='wibble', no rule", lambda: DavarCheckpointHook(
         save_mode='lightweight', metric='wibble'), ValueError,
      r"cannot infer .* set rule= to one of"),

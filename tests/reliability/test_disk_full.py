@@ -121,7 +121,7 @@ def test_continue_keeps_old_files_and_retries(small_disk, tmp_path):
     assert 'Files already written are intact' in log
     assert 'Training goes on' in log
     names = sorted(n for n in os.listdir(work) if n.endswith('.pth'))
-    assert names == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert names == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert not [n for n in os.listdir(work) if n.startswith('.davar-tmp')]
     # epoch 3's 0.8 was never written, so never recorded; epoch 5's 0.9 was
     assert steps(os.path.join(work, 'Best_checkpoint.pth')) == 10
@@ -141,7 +141,7 @@ def test_raise_stops_with_clear_error_and_intact_files(small_disk,
         train(str(tmp_path / 'work'), small_disk, 'raise')
     small_disk.free()
     names = sorted(n for n in os.listdir(work) if n.endswith('.pth'))
-    assert names == ['Best_checkpoint.pth', 'latest_model.pth']
+    assert names == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert steps(os.path.join(work, 'Best_checkpoint.pth')) == 4
     assert steps(os.path.join(work, 'latest_model.pth')) == 4
     best = load_checkpoint_file(os.path.join(work, 'Best_checkpoint.pth'))

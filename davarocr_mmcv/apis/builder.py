@@ -132,7 +132,8 @@ def _wrapped_as_classes(cfg, registry):
     cfg = dict(cfg)
     holder = locate(cfg.get('type'), registry)
     if holder is not registry:
-        cfg['type'] = holder.get(cfg['type'])
+        # a scoped name it lacks stays a name, for mmcv's usual error
+        cfg['type'] = holder.get(cfg['type']) or cfg['type']
         return cfg  # what it holds is its own registry's business
     for key in WRAPPED_KEYS:
         if key in cfg:

@@ -12,6 +12,7 @@ from ..core.metrics import BestTracker, hook_msgs, infer_rule
 from ..core.observe import is_eval_hook, observe_evaluations, will_evaluate
 from ..core.progress import current_point, is_iter_based, max_steps
 from ..core.writer import ON_ERROR, CheckpointWriter, save_step
+from .evaluation import DavarEvalHook
 from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
                             check_positive_int, unknown_names)
 
@@ -220,6 +221,7 @@ class DavarCheckpointHook(CheckpointHook):
         # The file a run resumed from is never rotated away.
         self._protected = {msgs.get('last_ckpt')}
         observe_evaluations(runner)
+        self._share_best_keys(runner)
         position = runner.hooks.index(self) if self in runner.hooks else -1
         self._later_evaluators = [
             h for h in runner.hooks[position + 1:] if is_eval_hook(h)]
@@ -227,6 +229,22 @@ class DavarCheckpointHook(CheckpointHook):
             runner.logger.warning(
                 'DavarCheckpointHook: by_epoch=True has no effect in an '
                 'IterBasedRunner; use by_iter/iter_interval')
+
+    def _share_best_keys(self, runner):
+        """An mmcv-style eval hook that keeps its own best (``save_best``)
+        owns hook_msgs' ``best_score``/``best_ckpt``; the lightweight best
+        then goes under ``best_*_{metric}``, so that neither replaces, nor
+        deletes, the other's file."""
+        if self.tracker is None:
+            return
+        rivals = [h for h in runner.hooks if is_eval_hook(h) and
+                  h.save_best and not isinstance(h, DavarEvalHook)]
+        self.tracker.suffix = f'_{self.tracker.metric}' if rivals else ''
+        if rivals:
+            runner.logger.info(
+                f'DavarCheckpointHook: {type(rivals[0]).__name__} keeps its '
+                f'own best checkpoint; {self.best_filename} is recorded as '
+                f'best_ckpt{self.tracker.suffix} in hook_msgs')
 
     # --------------------------------------------------------------- WHEN
     def after_train_epoch(self, runner):
@@ -331,8 +349,9 @@ class DavarCheckpointHook(CheckpointHook):
         if not best:
             return
         runner.logger.info(
-            f'New best {self.tracker.metric}: {best["best_score"]} at '
-            f'{record.unit} {record.step}; saving {self.best_filename}')
+            f'New best {self.tracker.metric}: '
+            f'{best["best_score" + self.tracker.suffix]} at {record.unit} '
+            f'{record.step}; saving {self.best_filename}')
         self._latest_stale = True  # the latest must learn of this best
         self._submit(runner, [self._step(runner, record, self.best_filename,
                                          best, save_optimizer=False)])

@@ -195,15 +195,15 @@ class DavarEvalHook(EvalHook):
         """Whether this hook evaluates in ``after_train_{unit}`` now (also
         asked by DavarCheckpointHook)."""
         self.unit = unit
-        return bool(self._should_evaluate(runner))
+        scheduled = self.by_epoch if unit == 'epoch' else self.by_iter
+        return scheduled and bool(self._should_evaluate(runner))
 
     def _should_evaluate(self, runner):
         """mmcv's predicate, for the schedule of ``self.unit``."""
         if self.unit == 'epoch':
-            return self.by_epoch and self._due(runner.epoch + 1, self.start,
-                                               self.interval)
-        return self.by_iter and self._due(
-            runner.iter + 1, self._iter_start(runner), self.iter_interval)
+            return self._due(runner.epoch + 1, self.start, self.interval)
+        return self._due(runner.iter + 1, self._iter_start(runner),
+                         self.iter_interval)
 
     def _iter_start(self, runner):
         if self.start_iter is not None:

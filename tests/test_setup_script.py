@@ -28,8 +28,8 @@ import sys, time
 # mmcv 1.7.1 hard-codes extra_compile_args -std=c++14, rewritten by the script
 for i in range({NOISE}):
     print(f"BuildBackendWarning: noise line {{i}}", file=sys.stderr)
-time.sleep(3)
 print("[1/3] c++ -c mmcv/ops/csrc/fake.cpp", flush=True)
+time.sleep(3)
 print("mmcv/ops/csrc/fake.cpp:1:1: error: the fake compiler failed here",
       file=sys.stderr)
 sys.exit(1)
@@ -115,6 +115,7 @@ def test_failed_build_shows_log_tail_path_and_retry(tmp_path):
     assert f'[setup] full log: {log}' in out
     # the progress line, redrawn with the elapsed time while it builds
     assert '\r[setup] building mmcv-full: 0m0' in out
+    assert 's, 1/3 compiled' in out  # ninja's count of compile steps
     assert 'FAILED at step: 4/6 build mmcv-full' in out
     assert 'retry with: make venv' in out
     # nothing half-built is left behind, and the venv is not marked ready

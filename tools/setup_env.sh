@@ -64,8 +64,8 @@ logged() {
   while kill -0 "$BUILD_PID" 2>/dev/null; do
     sleep 1
     elapsed=$((SECONDS - start))
-    # ninja numbers its compile steps: "[12/150] c++ ..."
-    compiled="$(grep -ao '^\[[0-9]*/[0-9]*\]' "$log" | tail -n 1 | tr -d '[]')" || true
+    # ninja numbers its compile steps: "  [12/72] c++ ..."
+    compiled="$(grep -aoE '^ *\[[0-9]+/[0-9]+\]' "$log" | tail -n 1 | tr -d '[] ')" || true
     line="[setup] $what: $(duration $elapsed)${compiled:+, $compiled compiled}"
     if [[ -t 1 ]]; then
       printf '\r%s ' "$line"

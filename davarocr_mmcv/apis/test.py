@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from mmcv.runner import get_dist_info
 
+from ..core.comm import gather_lists
 from ..utils.checks import check_choice
 from ..utils.progressbar import DavarProgressBar
 
@@ -105,10 +106,13 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
     GPU; with ``world_size == 1`` it is ``single_gpu_test``.
 
     Args:
-        tmpdir (str | None): where ranks exchange results when
-            ``gpu_collect`` is False; a unique folder is made inside it.
-        gpu_collect (bool): exchange through the process group's device
-            instead of the file system.
+        tmpdir (str | None): None (default) gathers the results through the
+            process group, so no folder has to be shared between machines.
+            A folder exchanges them through files instead, as mmcv does: a
+            unique sub-folder is made in it per call, then removed; every
+            rank must see it.
+        gpu_collect (bool): mmcv's argument: True uses the process group
+            even when ``tmpdir`` is given. Default: False.
 
     Returns:
         list | None: the results in dataset order on rank 0, None elsewhere.
@@ -123,8 +127,24 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
     results = _inference(
         model, data_loader, model_type,
         (lambda n: bar.update(n * world_size)) if bar else (lambda n: None))
-    if gpu_collect:
-        parts = collect_results_object(results)
+    return collect_results(results, size, tmpdir, gpu_collect)
+
+
+def collect_results(results, size, tmpdir=None, gpu_collect=False):
+    """Gather the per-rank ``results`` on rank 0, in dataset order.
+
+    Args:
+        results (list): this rank's results (samples rank, rank + n, ...).
+        size (int): the dataset size; padding beyond it is dropped.
+        tmpdir (str | None): None gathers through the process group; a
+            folder gathers through files in a unique sub-folder of it.
+        gpu_collect (bool): use the process group whatever ``tmpdir``.
+
+    Returns:
+        list | None: the results in dataset order on rank 0, None elsewhere.
+    """
+    if tmpdir is None or gpu_collect:
+        parts = gather_lists(results, dst=0)
     else:
         parts = collect_results_files(results, tmpdir)
     return None if parts is None else interleave(parts, size)
@@ -145,34 +165,46 @@ def interleave(parts, size):
     return ordered[:size]
 
 
-def collect_results_object(results):
-    """Gather ``results`` of every rank with ``all_gather_object``, on the
-    device of the process group's backend. Returns the list on rank 0."""
-    rank, world_size = get_dist_info()
-    parts = [None] * world_size
-    dist.all_gather_object(parts, results)
-    return parts if rank == 0 else None
+def _all_ok(ok):
+    """True on every rank when ``ok`` is True on every rank."""
+    from ..core.comm import comm_device
+    flag = torch.tensor([0 if ok else 1], device=comm_device())
+    dist.all_reduce(flag)
+    return int(flag[0]) == 0
 
 
 def _shared_tmpdir(tmpdir):
-    """A fresh folder known to every rank, made by rank 0 inside
-    ``tmpdir`` (or the system temp folder); no CUDA tensor involved."""
+    """A fresh folder made by rank 0 inside ``tmpdir``, checked to be
+    visible on every rank (all ranks raise together otherwise).
+
+    Returns:
+        tuple: (folder, whether ``tmpdir`` itself was made here)
+    """
     rank, _ = get_dist_info()
-    holder = [None]
+    holder = [None, False]
     if rank == 0:
-        if tmpdir is not None:
-            os.makedirs(tmpdir, exist_ok=True)
-        holder[0] = tempfile.mkdtemp(prefix='collect-', dir=tmpdir)
+        made = not osp.isdir(tmpdir)
+        os.makedirs(tmpdir, exist_ok=True)
+        holder = [tempfile.mkdtemp(prefix='collect-', dir=tmpdir), made]
     dist.broadcast_object_list(holder, src=0)
-    return holder[0]
+    if not _all_ok(osp.isdir(holder[0])):
+        if rank == 0:
+            shutil.rmtree(holder[0], ignore_errors=True)
+        raise FileNotFoundError(
+            f'multi_gpu_test: tmpdir={tmpdir!r} is not shared: rank 0 made '
+            f'{holder[0]} but not every rank can see it. Give a folder on a '
+            f'file system every machine mounts, or tmpdir=None to collect '
+            f'the results through the process group.')
+    return holder[0], holder[1]
 
 
-def collect_results_files(results, tmpdir=None):
-    """Gather ``results`` through a shared folder. Returns the per-rank lists
-    on rank 0, None elsewhere; rank 0 removes the folder afterwards (the next
-    call gets a new one, so no rank waits for that)."""
+def collect_results_files(results, tmpdir):
+    """Gather ``results`` through files in a unique sub-folder of
+    ``tmpdir`` (mmcv's way). Returns the per-rank lists on rank 0, None
+    elsewhere. Rank 0 removes the sub-folder afterwards, and ``tmpdir`` too
+    when it made it and it is empty."""
     rank, world_size = get_dist_info()
-    folder = _shared_tmpdir(tmpdir)
+    folder, made = _shared_tmpdir(tmpdir)
     with open(osp.join(folder, f'part_{rank}.pkl'), 'wb') as f:
         pickle.dump(results, f, protocol=pickle.HIGHEST_PROTOCOL)
     dist.barrier()
@@ -183,4 +215,9 @@ def collect_results_files(results, tmpdir=None):
             with open(osp.join(folder, f'part_{r}.pkl'), 'rb') as f:
                 parts.append(pickle.load(f))
         shutil.rmtree(folder, ignore_errors=True)
+        if made:
+            try:
+                os.rmdir(tmpdir)
+            except OSError:  # in use by another call, or not empty
+                pass
     return parts

@@ -468,3 +468,21 @@ def test_eval_kwargs_checked_against_evaluate_before_training(tmp_path):
                        r"\['results', 'metric', 'logger'\]"):
         run(runner, loader)
     assert loader.dataset.calls == [] and runner.iter == 0
+
+
+def test_mmcv_dist_eval_hook_feeds_every_rank(tmp_path):
+    """mmcv's DistEvalHook evaluates on rank 0 only; every rank hears its
+    metrics, so all agree on the best and the job does not hang on the
+    checkpoint hook's collective (sync_buffer); only rank 0 writes."""
+    from compat_workers import train_with_mmcv_dist_eval
+    from dist_workers import launch
+    launch(train_with_mmcv_dist_eval, 2, 240, str(tmp_path),
+           {str(k): v for k, v in SCORES.items()})
+    msgs = [json.load(open(tmp_path / f'msgs_rank{r}.json'))
+            for r in range(2)]
+    assert msgs[0] == msgs[1]
+    assert (msgs[0]['best_score'], msgs[0]['best_step']) == (0.9, 4)
+    assert [h['metrics']['accuracy'] for h in msgs[0]['history']] == \
+        [0.2, 0.7, 0.4, 0.9]
+    best = load(tmp_path / 'work' / 'Best_checkpoint.pth')
+    assert int(best['state_dict']['steps']) == 8

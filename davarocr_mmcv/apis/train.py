@@ -6,6 +6,7 @@ from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
 from mmcv.utils import build_from_cfg, get_logger
 
 from ..core.metrics import notify
+from ..core.progress import is_iter_based_type
 from ..core.resume import find_latest_checkpoint, resume_runner
 from ..hooks import DavarDistEvalHook, DavarEvalHook
 from .builder import build_dataset, build_eval_dataloader
@@ -33,7 +34,7 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
     cfg = copy.deepcopy(dict(eval_cfg or {}))
     priority = cfg.pop('priority', 'LOW')
     hook_type = cfg.pop('type', None)
-    cfg.setdefault('by_epoch', runner_type != 'IterBasedRunner')
+    cfg.setdefault('by_epoch', not is_iter_based_type(runner_type))
     if hook_type not in EVAL_HOOKS:
         hook = build_from_cfg(dict(cfg, type=hook_type), HOOKS,
                               default_args=dict(dataloader=dataloader))
@@ -55,12 +56,8 @@ def _loader(dataset, data_cfg, distributed, seed, runner_type):
     each pass (with a new epoch number, so a new shuffle).
     """
     import torch
-    from mmcv.runner import RUNNERS, IterBasedRunner
     from mmdet.datasets import build_dataloader
-    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) \
-        else runner_type
-    endless = isinstance(runner_cls, type) and \
-        issubclass(runner_cls, IterBasedRunner) and \
+    endless = is_iter_based_type(runner_type) and \
         (not distributed or torch.cuda.is_available())
     return build_dataloader(
         dataset,

@@ -1,7 +1,8 @@
 """Where a runner stands: one value shared by the checkpoint and eval hooks."""
 from typing import NamedTuple
 
-from mmcv.runner import IterBasedRunner
+from mmcv.runner import RUNNERS, IterBasedRunner
+
 
 class Point(NamedTuple):
     """A moment of training at which hooks may act.
@@ -22,6 +23,14 @@ class Point(NamedTuple):
 
 def is_iter_based(runner):
     return isinstance(runner, IterBasedRunner)
+
+
+def is_iter_based_type(runner_type):
+    """Whether ``runner_type`` (a RUNNERS name or a class) is an
+    IterBasedRunner or a subclass of it."""
+    cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) \
+        else runner_type
+    return isinstance(cls, type) and issubclass(cls, IterBasedRunner)
 
 
 def current_point(runner, unit):

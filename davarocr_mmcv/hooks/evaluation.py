@@ -11,6 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
 from ..core.metrics import BestTracker, check_rule, hook_msgs, infer_rule
 from ..core.observe import evaluation_point, observe_evaluations
+from ..core.progress import is_iter_based
 from ..core.writer import CheckpointWriter, save_step
 from ..serialization import to_plain
 from ..utils.checks import check_choice, check_positive_int, unknown_names
@@ -155,6 +156,10 @@ class DavarEvalHook(EvalHook):
         hook_msgs(runner)
         self._check_eval_kwargs()
         observe_evaluations(runner)
+        if self.by_epoch and is_iter_based(runner):
+            runner.logger.warning(
+                f'{type(self).__name__}: by_epoch=True has no effect in an '
+                'IterBasedRunner; use by_iter/iter_interval')
         self.writer = CheckpointWriter(self.out_dir, self.file_client,
                                        runner.logger)
         keeper = [h for h in runner.hooks

@@ -12,8 +12,10 @@ Every figure is a ratio against a baseline timed in the same process:
    (target <= 1.05 at 100 and 500 MB); a whole checkpoint save as the hook
    does it against mmcv's runner.save_checkpoint, same runner and model
    (target <= 0.5); the training stall of async_save (target <= 0.25);
-3. collect: multi_gpu_test's collection over 2 gloo processes against
-   mmcv's collect_results_cpu with an explicit tmpdir (target <= 1.0);
+3. collect: multi_gpu_test's collection over 2 gloo processes, through the
+   process group, against mmcv's collect_results_cpu with a tmpdir
+   (targets <= 1.0 at 1k results, <= 0.5 at 100k), and rank 0's peak RSS
+   (bench/collect.py);
 4. disk: bytes on disk after 20 epochs, lightweight vs general vs mmcv;
 5. memory: peak RSS while saving, against torch.save and mmcv's save.
 """
@@ -236,53 +238,7 @@ def bench_save(tmp, sizes, repeat):
 
 
 # -------------------------------------------------------------- 3. collect
-def _collect_worker(rank, world, port, n, kind, tmp, out):
-    import torch.distributed as dist
-    from mmcv.engine import collect_results_cpu
-    from davarocr_mmcv.apis.test import (collect_results_files,
-                                         interleave)
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    rng = np.random.RandomState(rank)
-    share = list(range(rank, n, world))
-    if kind == 'detector':
-        part = [[rng.rand(3, 5).astype(np.float32)] for _ in share]
-    else:
-        part = [f'word{i}' for i in share]
-    timings = {}
-    for name in ('mmcv', 'davar', 'mmcv', 'davar'):
-        dist.barrier()
-        start = time.perf_counter()
-        if name == 'mmcv':
-            collect_results_cpu(part, n, osp.join(tmp, f'mmcv_{n}'))
-        else:
-            parts = collect_results_files(part, tmp)
-            if rank == 0:
-                interleave(parts, n)
-        dist.barrier()
-        elapsed = time.perf_counter() - start
-        timings[name] = min(timings.get(name, elapsed), elapsed)
-    if rank == 0:
-        with open(out, 'w') as f:
-            json.dump(timings, f)
-    dist.destroy_process_group()
-
-
-def bench_collect(tmp, counts):
-    import torch.multiprocessing as mp
-    from toy import free_port
-    rows = []
-    for kind in ('detector', 'recognizer'):
-        for n in counts:
-            out = osp.join(tmp, f'collect_{kind}_{n}.json')
-            mp.spawn(_collect_worker, args=(2, free_port(), n, kind, tmp,
-                                            out), nprocs=2, join=True)
-            with open(out) as f:
-                t = json.load(f)
-            rows.append(dict(kind=kind, results=n, mmcv_s=t['mmcv'],
-                             davar_s=t['davar'],
-                             ratio=t['davar'] / t['mmcv']))
-    return dict(rows=rows, target_ratio=1.0)
+from collect import bench_collect, report_rows as collect_rows  # noqa: E402
 
 
 # ----------------------------------------------------------------- 4. disk
@@ -449,10 +405,8 @@ def report(r):
         print(f"| async save {row['size_mb']} MB, training stall | "
               f"{row['async_stall_s']:.3f} s | {row['atomic_save_s']:.3f} s "
               f"(sync save) | {row['async_stall_fraction']:.2f} | <= 0.25 |")
-    for row in r['collect']['rows']:
-        print(f"| collect {row['results']} {row['kind']} results, 2 gloo "
-              f"procs | {row['davar_s']:.3f} s | {row['mmcv_s']:.3f} s "
-              f"(collect_results_cpu) | {row['ratio']:.2f} | <= 1.0 |")
+    for line in collect_rows(r['collect']):
+        print(line)
     k = r['disk']
     print(f"| disk after {20 if not r['smoke'] else 3} epochs | "
           f"lightweight {k['lightweight']['bytes'] / 2**20:.1f} MB "

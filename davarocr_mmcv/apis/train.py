@@ -7,7 +7,7 @@ from mmcv.utils import build_from_cfg, get_logger
 
 from ..core.metrics import notify
 from ..core.progress import is_iter_based_type
-from ..core.resume import find_latest_checkpoint, resume_runner
+from ..core.resume import resume_or_load
 from ..hooks import DavarDistEvalHook, DavarEvalHook
 from .builder import build_dataset, build_eval_dataloader
 from .dist import wrap_model
@@ -121,15 +121,8 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
                                          distributed, runner_type, logger)
         runner.register_hook(hook, priority=priority)
 
-    resume_from = cfg.get('resume_from')
-    if resume_from is None and cfg.get('auto_resume'):
-        resume_from = find_latest_checkpoint(cfg.work_dir)
-        if resume_from:
-            logger.info(f'auto-resume from {resume_from}')
-    if resume_from:
-        resume_runner(runner, resume_from)
-    elif cfg.get('load_from'):
-        runner.load_checkpoint(cfg.load_from, map_location='cpu')
+    # rank 0 decides and reads; the others get its state if they cannot
+    resume_or_load(runner, cfg, logger, distributed)
     try:
         runner.run(loaders, cfg.workflow)
     except KeyboardInterrupt as exc:  # Ctrl-C: say how to continue

@@ -1,15 +1,31 @@
-"""Resume that works on CPU and GPU for both runner types, and finding the
-checkpoint to auto-resume from."""
+"""Resume and load: on CPU and GPU, for both runner types, in one process
+or distributed with only global rank 0 able to read the checkpoint.
+
+Rank 0 decides what to resume from (``resume_from``, the newest
+checkpoint of the work_dir that loads with ``auto_resume``, or the weights
+of ``load_from``) and loads it; ranks that cannot read the same file get its
+state from rank 0 through the process group; every rank then checks that
+all of them restored the same step, and all fail together otherwise.
+"""
 import glob
+import hashlib
+import os
 import os.path as osp
 import re
+from collections import OrderedDict
 
 import torch
 from torch.optim import Optimizer
 
-from ..constants import (LAST_CHECKPOINT_FILE, LATEST_LINK_NAME,
-                         LATEST_MODEL_NAME)
+from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
+                         LATEST_LINK_NAME, LATEST_MODEL_NAME)
+from ..serialization import load_checkpoint_file
 from .progress import is_iter_based
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint asked for does not exist or does not load; the message
+    names the file and says what to do."""
 
 
 def default_map_location():
@@ -20,58 +36,335 @@ def default_map_location():
     return 'cpu'
 
 
-def resume_runner(runner, checkpoint, resume_optimizer=True,
-                  map_location='default'):
-    """``runner.resume`` that also works without a GPU, and restores
-    ``runner.meta`` (with ``hook_msgs``) for IterBasedRunner too, which
-    mmcv 1.7.1 leaves out.
+def _reason(exc):
+    """The first line of an error, short."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    text = lines[0].split('. ')[0].rstrip('.')  # torch adds advice
+    return text if len(text) <= 160 else text[:157] + '...'
 
-    Returns:
-        dict: the loaded checkpoint.
+
+def load_state(path, what='checkpoint', map_location='cpu'):
+    """Load the checkpoint dict at ``path`` (a local file through the
+    allow-list of safe types, or any mmcv ``CheckpointLoader`` URL).
+
+    Raises:
+        CheckpointLoadError: naming ``what`` and the file, when it is
+            missing, damaged or not a checkpoint. The file is never touched.
     """
-    if map_location == 'default':
-        map_location = default_map_location()
-    if not is_iter_based(runner):
-        runner.resume(checkpoint, resume_optimizer, map_location)
-        return runner.meta
-    ckpt = runner.load_checkpoint(checkpoint, map_location=map_location)
+    if '://' in str(path):
+        from mmcv.runner.checkpoint import _load_checkpoint
+        try:
+            ckpt = _load_checkpoint(path, map_location=map_location)
+        except Exception as exc:  # noqa: B902  any loader failure
+            raise CheckpointLoadError(
+                f'{what}: {path} does not load ({_reason(exc)})') from None
+    else:
+        if not osp.isfile(path):
+            raise CheckpointLoadError(f'{what}: {path} does not exist')
+        try:
+            ckpt = load_checkpoint_file(path, map_location=map_location)
+        except Exception as exc:  # noqa: B902  torch raises many kinds
+            raise CheckpointLoadError(
+                f'{what}: {path} does not load ({_reason(exc)}); the file '
+                f'was left as it is') from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointLoadError(
+            f'{what}: {path} is not a checkpoint (it holds a '
+            f'{type(ckpt).__name__}, not a dict)')
+    return ckpt
+
+
+def _check_resumable(ckpt, path, what):
+    meta = ckpt.get('meta')
+    if not isinstance(meta, dict) or 'epoch' not in meta or \
+            'iter' not in meta:
+        raise CheckpointLoadError(
+            f'{what}: {path} has no meta.epoch / meta.iter, so training '
+            f'cannot continue from it; load its weights with load_from '
+            f'(--load-from) instead')
+
+
+# ---------------------------------------------------------------- apply
+def load_weights(runner, ckpt):
+    """Load the weights of ``ckpt`` into ``runner.model`` as mmcv's
+    ``runner.load_checkpoint`` does (non-strict, ``module.`` prefixes
+    dropped, wrappers unwrapped)."""
+    from mmcv.runner import load_state_dict
+    state_dict = ckpt.get('state_dict', ckpt)
+    metadata = getattr(state_dict, '_metadata', OrderedDict())
+    state_dict = OrderedDict((re.sub(r'^module\.', '', k), v)
+                             for k, v in state_dict.items())
+    state_dict._metadata = metadata
+    load_state_dict(runner.model, state_dict, strict=False,
+                    logger=runner.logger)
+
+
+def restore(runner, ckpt, resume_optimizer=True):
+    """Resume ``runner`` from the loaded checkpoint dict ``ckpt``: weights,
+    epoch and iteration, ``runner.meta`` (``hook_msgs`` included, for both
+    runner types) and the optimizer state when present. As mmcv does, an
+    EpochBasedRunner's iteration is rescaled when the number of processes
+    changed since the checkpoint was written."""
     meta = ckpt['meta']
+    load_weights(runner, ckpt)
     runner._epoch = meta['epoch']
-    runner._iter = runner._inner_iter = meta['iter']
+    runner._iter = meta['iter']
+    if is_iter_based(runner):
+        runner._inner_iter = meta['iter']
+    elif 'config' in meta:
+        from mmcv import Config
+        try:
+            previous = Config.fromstring(meta['config'], '.py').get(
+                'gpu_ids') or []
+        except Exception:  # noqa: B902  an unreadable config: keep iter
+            previous = []
+        if previous and len(previous) != runner.world_size:
+            runner._iter = int(runner._iter * len(previous) /
+                               runner.world_size)
+            runner.logger.info('the iteration number is changed due to '
+                               'change of GPU number')
+    runner.meta = dict(runner.meta or {}, **meta)
+    runner.meta.setdefault('hook_msgs', {})
     if resume_optimizer and 'optimizer' in ckpt:
         if isinstance(runner.optimizer, Optimizer):
             runner.optimizer.load_state_dict(ckpt['optimizer'])
         else:
             for name, optim in runner.optimizer.items():
                 optim.load_state_dict(ckpt['optimizer'][name])
-    runner.meta = dict(runner.meta or {}, **meta)
-    runner.meta.setdefault('hook_msgs', {})
     runner.logger.info(f'resumed from epoch: {runner.epoch}, '
                        f'iter {runner.iter}')
     return runner.meta
 
 
+def resume_runner(runner, checkpoint, resume_optimizer=True,
+                  map_location='cpu'):
+    """``runner.resume`` that also works without a GPU, and restores
+    ``runner.meta`` (with ``hook_msgs``) for IterBasedRunner too, which
+    mmcv 1.7.1 leaves out.
+
+    Args:
+        checkpoint (str | dict): a path, or a loaded checkpoint.
+        map_location: where tensors are loaded before being copied into
+            the model and the optimizer (which keep their devices).
+
+    Returns:
+        dict: ``runner.meta``.
+    """
+    if not isinstance(checkpoint, dict):
+        if map_location == 'default':
+            map_location = default_map_location()
+        path = checkpoint
+        checkpoint = load_state(path, 'resume_from', map_location)
+        _check_resumable(checkpoint, path, 'resume_from')
+    return restore(runner, checkpoint, resume_optimizer)
+
+
+# --------------------------------------------------------------- lookup
 _NUMBERED = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
 
 
+def checkpoint_candidates(work_dir):
+    """The checkpoints of ``work_dir`` to resume from, newest first.
+
+    In order: the file named by ``last_checkpoint``, ``latest_model.pth``
+    (lightweight mode), ``latest.pth``, the ``epoch_N.pth`` / ``iter_N.pth``
+    from the highest N, and last ``Best_checkpoint.pth`` (weights without
+    optimizer state). Paths reaching the same file are listed once.
+    """
+    paths = []
+    pointer = osp.join(work_dir, LAST_CHECKPOINT_FILE)
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            target = f.read().strip()
+        if target:
+            paths.append(target if osp.isabs(target) else
+                         osp.join(work_dir, target))
+    paths += [osp.join(work_dir, n) for n in (LATEST_MODEL_NAME,
+                                              LATEST_LINK_NAME)]
+    numbered = sorted(((int(m.group(1)), p)
+                       for p in glob.glob(osp.join(work_dir, '*.pth'))
+                       for m in [_NUMBERED.search(osp.basename(p))] if m),
+                      reverse=True)
+    paths += [p for _, p in numbered]
+    paths.append(osp.join(work_dir, BEST_CKPT_NAME))
+    seen, out = set(), []
+    for path in paths:
+        real = osp.realpath(path)
+        if osp.isfile(path) and real not in seen:
+            seen.add(real)
+            out.append(path)
+    return out
+
+
 def find_latest_checkpoint(work_dir):
-    """The newest checkpoint in ``work_dir``, or None.
+    """The newest checkpoint in ``work_dir`` (not the best), or None.
 
     Looked up in order: the ``last_checkpoint`` pointer file,
     ``latest_model.pth`` (lightweight mode), ``latest.pth``, and the
     highest-numbered ``epoch_N.pth`` / ``iter_N.pth``.
     """
-    pointer = osp.join(work_dir, LAST_CHECKPOINT_FILE)
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            target = f.read().strip()
-        if target and osp.isfile(target):
-            return target
-    for name in (LATEST_MODEL_NAME, LATEST_LINK_NAME):
-        path = osp.join(work_dir, name)
-        if osp.isfile(path):
+    for path in checkpoint_candidates(work_dir):
+        if osp.basename(path) != BEST_CKPT_NAME:
             return path
-    numbered = [(int(m.group(1)), p)
-                for p in glob.glob(osp.join(work_dir, '*.pth'))
-                for m in [_NUMBERED.search(osp.basename(p))] if m]
-    return max(numbered)[1] if numbered else None
+    return None
+
+
+def find_resumable(work_dir, logger):
+    """The newest checkpoint of ``work_dir`` that loads and can be resumed
+    from, skipping (never deleting) those that do not, each named with the
+    reason in the log.
+
+    Returns:
+        tuple: (path, loaded checkpoint), or (None, None).
+    """
+    for path in checkpoint_candidates(work_dir):
+        try:
+            ckpt = load_state(path, 'auto-resume')
+            _check_resumable(ckpt, path, 'auto-resume')
+        except CheckpointLoadError as exc:
+            logger.warning(f'{exc}; skipped, trying an older checkpoint')
+            continue
+        if osp.basename(path) == BEST_CKPT_NAME and 'optimizer' not in ckpt:
+            logger.warning(
+                f'auto-resume: only {path} loads; resuming from it at '
+                f'epoch {ckpt["meta"]["epoch"]}, iter {ckpt["meta"]["iter"]}'
+                f' with the weights of the best result; the optimizer '
+                f'state starts fresh')
+        return path, ckpt
+    return None, None
+
+
+# ------------------------------------------------------- resume or load
+def _fingerprint(path):
+    """Size and a digest of the first 64 KiB and last 1 MiB of a local
+    file (the zip directory at the end of a torch checkpoint holds a CRC of
+    every record), or None when this process cannot read it."""
+    if path is None or '://' in str(path):
+        return None
+    try:
+        size = os.path.getsize(path)
+        digest = hashlib.sha1()
+        with open(path, 'rb') as f:
+            digest.update(f.read(64 * 1024))
+            f.seek(max(0, size - 2 ** 20))
+            digest.update(f.read(2 ** 20))
+        return size, digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _decide(cfg, logger):
+    """What to start from, on rank 0: (plan dict, loaded checkpoint)."""
+    resume_from = cfg.get('resume_from')
+    if resume_from:
+        ckpt = load_state(resume_from, 'resume_from')
+        _check_resumable(ckpt, resume_from, 'resume_from')
+        return dict(mode='resume', path=resume_from), ckpt
+    if cfg.get('auto_resume'):
+        path, ckpt = find_resumable(cfg.work_dir, logger)
+        if path:
+            logger.info(f'auto-resume from {path}')
+            return dict(mode='resume', path=path), ckpt
+        logger.info(f'auto-resume: no checkpoint that loads in '
+                    f'{cfg.work_dir}; starting from the beginning')
+    if cfg.get('load_from'):
+        return dict(mode='load', path=cfg.load_from), load_state(
+            cfg.load_from, 'load_from')
+    return dict(mode=None, path=None), None
+
+
+def _share(plan, ckpt, logger):
+    """The checkpoint on every rank: read locally where the same file is
+    readable on every rank, else sent from rank 0 through the group."""
+    import torch.distributed as dist
+    from .comm import broadcast_object
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    local = None
+    if rank != 0 and _fingerprint(plan['path']) == plan['fingerprint']:
+        try:
+            local = load_state(plan['path'])
+        except CheckpointLoadError:
+            local = None
+    readable = [None] * world_size
+    dist.all_gather_object(readable, rank == 0 or local is not None)
+    lacking = [r for r, ok in enumerate(readable) if not ok]
+    if not lacking:
+        return ckpt if rank == 0 else local
+    if rank == 0:
+        logger.info(f'rank(s) {lacking} cannot read {plan["path"]}; rank 0 '
+                    f'sends its state through the process group')
+    received = broadcast_object(ckpt if rank == 0 else None, src=0)
+    return ckpt if rank == 0 else received
+
+
+def resume_or_load(runner, cfg, logger, distributed=False):
+    """Resume ``runner`` (``cfg.resume_from``, or with ``cfg.auto_resume``
+    the newest checkpoint of ``cfg.work_dir`` that loads) or load the
+    weights of ``cfg.load_from``, as mmdet's ``train_detector`` does.
+
+    Distributed, only global rank 0 needs to read the file: it decides and
+    loads, and the state reaches the other ranks through the process group
+    when they cannot read the same file. Every rank continues from the same
+    step, or every rank raises.
+
+    Returns:
+        dict | None: ``dict(mode='resume'|'load', path=...)``, or None when
+        training starts from scratch.
+
+    Raises:
+        CheckpointLoadError: the file asked for is missing or does not
+            load, or a rank could not apply the state (on every rank).
+    """
+    import torch.distributed as dist
+    from mmcv.runner import get_dist_info
+    rank, world_size = get_dist_info()
+    shared = distributed and world_size > 1
+    plan = ckpt = None
+    if rank == 0 or not shared:
+        try:
+            plan, ckpt = _decide(cfg, logger)
+            plan['fingerprint'] = _fingerprint(plan['path'])
+        except CheckpointLoadError as exc:
+            plan = dict(error=str(exc))
+    if shared:
+        holder = [plan]
+        dist.broadcast_object_list(holder, src=0)
+        plan = holder[0]
+    if plan.get('error'):
+        if rank == 0:
+            logger.error(plan['error'])
+        raise CheckpointLoadError(plan['error']) from None
+    if plan['mode'] is None:
+        return None
+    if shared:
+        ckpt = _share(plan, ckpt, logger)
+    error = None
+    try:
+        if plan['mode'] == 'resume':
+            restore(runner, ckpt)
+        else:
+            load_weights(runner, ckpt)
+            logger.info(f'loaded the weights of {plan["path"]}')
+    except Exception as exc:  # noqa: B902  reported on every rank below
+        if not shared:
+            raise
+        error = f'{type(exc).__name__}: {_reason(exc)}'
+    del ckpt
+    if shared:
+        states = [None] * world_size
+        dist.all_gather_object(states, (error, runner.epoch, runner.iter))
+        failed = [f'rank {r}: {s[0]}' for r, s in enumerate(states) if s[0]]
+        if failed:
+            raise CheckpointLoadError(
+                f'{plan["mode"]} from {plan["path"]} failed on '
+                f'{"; ".join(failed)}')
+        steps = sorted({tuple(s[1:]) for s in states})
+        if len(steps) > 1:
+            raise CheckpointLoadError(
+                f'ranks restored different steps (epoch, iter) {steps} '
+                f'from {plan["path"]}')
+        if plan['mode'] == 'resume':
+            logger.info(f'all {world_size} ranks continue from '
+                        f'{plan["path"]} at epoch {runner.epoch}, '
+                        f'iter {runner.iter}')
+    return dict(mode=plan['mode'], path=plan['path'])

@@ -31,7 +31,9 @@ def parse_args(argv=None):
     parser.add_argument('--eval-options', nargs='+', action=DictAction,
                         help='kwargs for dataset.evaluate')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    parser.add_argument('--tmpdir', help='folder for collecting results')
+    parser.add_argument('--tmpdir', help='collect results through files in '
+                        'this folder, which every node must see (default: '
+                        'through the process group, no folder)')
     parser.add_argument('--gpu-collect', action='store_true')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -72,8 +74,10 @@ def main(argv=None):
     model_type = cfg.get('evaluation', {}).get('model_type', 'DETECTOR')
     model = wrap_model(model, distributed)
     if distributed:
-        results = multi_gpu_test(model, loader, args.tmpdir,
-                                 args.gpu_collect, model_type=model_type)
+        # tmpdir None: results gathered through the process group
+        results = multi_gpu_test(model, loader, tmpdir=args.tmpdir,
+                                 gpu_collect=args.gpu_collect,
+                                 model_type=model_type)
     else:
         results = single_gpu_test(model, loader, model_type=model_type)
     if rank != 0:

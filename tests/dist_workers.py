@@ -65,16 +65,107 @@ def dist_loader(dataset, batch_size=2, pad=True):
     return make_loader(dataset, batch_size=batch_size, sampler=sampler)
 
 
-def collect_order(rank, world_size, out, size, gpu_collect, pad):
-    """multi_gpu_test over ``size`` samples predicting their own index."""
+def collect_order(rank, world_size, out, size, how, pad):
+    """multi_gpu_test over ``size`` samples predicting their own index;
+    ``how``: 'group' (tmpdir=None), 'files' (a tmpdir) or 'gpu_collect'."""
     from davarocr_mmcv.apis import multi_gpu_test
     loader = dist_loader(ScriptedDataset(size=size), pad=pad)
-    results = multi_gpu_test(ToyModel(predict='index'), loader,
-                             tmpdir=os.path.join(out, 'tmp'),
-                             gpu_collect=gpu_collect,
-                             model_type='RECOGNIZOR')
+    results = multi_gpu_test(
+        ToyModel(predict='index'), loader,
+        tmpdir=None if how == 'group' else os.path.join(out, 'tmp'),
+        gpu_collect=how == 'gpu_collect', model_type='RECOGNIZOR')
     with open(os.path.join(out, f'rank{rank}.json'), 'w') as f:
         json.dump(results, f)
+
+
+def mixed_items(rank, count):
+    """Results of every kind the packing must keep exactly."""
+    import numpy as np
+    items = []
+    for i in range(rank, count, 2):
+        grid = np.arange(24, dtype=np.float64).reshape(4, 6) + i
+        items.append(dict(
+            boxes=[np.full((i % 3, 5), i, dtype=np.float32),
+                   np.zeros((0, 5), dtype=np.float32)],
+            strided=grid[:, ::2],  # not contiguous
+            scalar=np.int16(i), zero_d=np.array(i, dtype=np.uint8),
+            flags=np.array([i % 2 == 0, True]),
+            big_endian=np.arange(3, dtype='>i4') + i,
+            objects=np.array([f'w{i}', None], dtype=object),
+            tensor=torch.arange(4, dtype=torch.bfloat16) + i,
+            text=f'word{i}', pair=(i, [i, str(i)])))
+    return items
+
+
+def comm_round_trip(rank, world_size, out):
+    """gather_lists and broadcast_object with tiny chunks (many messages
+    and buffers) give back exactly what was sent."""
+    from davarocr_mmcv.core.comm import broadcast_object, gather_lists
+    parts = gather_lists(mixed_items(rank, 40), chunk_bytes=300)
+    state = dict(weights=torch.randn(50, 7, generator=torch.Generator()
+                                     .manual_seed(0)),
+                 step=torch.tensor(12), meta=dict(epoch=3, name='x'))
+    got = broadcast_object(state if rank == 0 else None, chunk_bytes=256)
+    report = dict(
+        broadcast=bool(torch.equal(got['weights'], state['weights']) and
+                       int(got['step']) == 12 and got['meta'] == state[
+                           'meta']),
+        writable=bool(got['weights'].numpy().flags.writeable))
+    if rank == 0:
+        expected = [mixed_items(r, 40) for r in range(world_size)]
+        report['lengths'] = [len(p) for p in parts]
+        # types, dtypes (byte order included), shapes and bytes
+        report['equal'] = [_plain(a) == _plain(b)
+                           for a, b in zip(parts, expected)]
+        report['contiguous'] = bool(
+            parts[1][0]['strided'].flags.c_contiguous)
+    with open(os.path.join(out, f'comm_rank{rank}.json'), 'w') as f:
+        json.dump(report, f)
+
+
+def _plain(value):
+    """Arrays and tensors as (type, dtype, shape, bytes), for comparing."""
+    import numpy as np
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            return ('object', value.tolist())
+        return ('ndarray', value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, torch.Tensor):
+        return ('tensor', str(value.dtype), tuple(value.shape),
+                value.view(torch.int16).tolist())
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def resume_on_ranks(rank, world_size, root, homes, cfg):
+    """Each rank works in its own ``homes[rank]`` with the relative
+    work_dir ``work`` (as nodes with local disks run one config), and
+    resumes a fresh toy runner with ``cfg`` through train_model's
+    resume_or_load; reports what it restored."""
+    from mmcv import Config
+    from davarocr_mmcv.core.resume import resume_or_load
+    os.makedirs(homes[rank], exist_ok=True)
+    os.chdir(homes[rank])
+    work = 'work'
+    runner = make_runner(work, max_epochs=5, checkpoint_config=dict(
+        type='DavarCheckpointHook'))
+    report = dict(rank=rank)
+    try:
+        plan = resume_or_load(runner, Config(dict(cfg, work_dir=work)),
+                              runner.logger, distributed=True)
+        report.update(
+            plan=plan, epoch=runner.epoch, iter=runner.iter,
+            steps=int(runner.model.steps),
+            weight=runner.model.linear.weight.tolist(),
+            hook_msgs=runner.meta['hook_msgs'] if plan else None,
+            lr=runner.optimizer.param_groups[0]['lr'])
+    except Exception as exc:  # noqa: B902  reported to the test
+        report['error'] = f'{type(exc).__name__}: {exc}'
+    with open(os.path.join(root, f'resume_rank{rank}.json'), 'w') as f:
+        json.dump(report, f, default=str)
 
 
 def train_with_dist_eval(rank, world_size, root, scores, shared):
@@ -102,4 +193,5 @@ def train_with_dist_eval(rank, world_size, root, scores, shared):
                                   val_loader.dataset.calls]), f)
 
 
-__all__ = ['launch', 'collect_order', 'train_with_dist_eval', 'ToyModel']
+__all__ = ['launch', 'collect_order', 'train_with_dist_eval', 'ToyModel',
+           'comm_round_trip', 'resume_on_ranks']

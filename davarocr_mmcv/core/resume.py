@@ -163,6 +163,18 @@ def resume_runner(runner, checkpoint, resume_optimizer=True,
 _NUMBERED = re.compile(r'(?:epoch|iter)_(\d+)\.pth$')
 
 
+def _in_work_dir(target, work_dir):
+    """Ways to read the pointer's ``target``: inside ``work_dir``, as a
+    path under ``work_dir`` as given (the pointer holds an absolute path;
+    the work_dir is what every node is configured with); else as written,
+    relative to the working folder, then to ``work_dir``."""
+    inside = osp.relpath(osp.abspath(target), osp.abspath(work_dir))
+    if not inside.startswith(os.pardir):
+        return [osp.join(work_dir, inside)]
+    return [target] if osp.isabs(target) else [target,
+                                               osp.join(work_dir, target)]
+
+
 def checkpoint_candidates(work_dir):
     """The checkpoints of ``work_dir`` to resume from, newest first.
 
@@ -177,8 +189,7 @@ def checkpoint_candidates(work_dir):
         with open(pointer) as f:
             target = f.read().strip()
         if target:
-            paths.append(target if osp.isabs(target) else
-                         osp.join(work_dir, target))
+            paths += _in_work_dir(target, work_dir)
     paths += [osp.join(work_dir, n) for n in (LATEST_MODEL_NAME,
                                               LATEST_LINK_NAME)]
     numbered = sorted(((int(m.group(1)), p)

@@ -88,13 +88,17 @@ logged() {
   echo "[setup] $what: done in $(duration $((SECONDS - start)))"
 }
 
-# pip, with the machine-wide "Location ... is ignored" notices filtered out;
-# its full output is shown when it fails.
+# pip: its warnings are shown (less the machine-wide "Location ... is
+# ignored" notices), and its full output when it fails.
 quiet() {
   local log status=0
   log="$(mktemp)"
   "$@" >"$log" 2>&1 || status=$?
-  grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  if ((status == 0)); then  # pip's own warnings only, not a build's noise
+    grep -E '^(WARNING|ERROR):' "$log" | grep -v "is ignored: it is neither a file nor a directory" || true
+  else
+    grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  fi
   rm -f "$log"
   return "$status"
 }
@@ -153,7 +157,8 @@ quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet pytest pytest-timeout
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
 quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
-"$PY" -W ignore - <<'EOF'
+CHECK_LOG="$(mktemp)"
+if ! "$PY" -W ignore - 2>"$CHECK_LOG" <<'EOF'
 import mmcv, mmcv.ops, mmdet, torch, numpy
 from mmcv.ops import nms  # noqa: F401  the compiled extension
 import davarocr_mmcv  # noqa: F401
@@ -162,4 +167,10 @@ assert 'DavarCheckpointHook' in HOOKS.module_dict
 print(f"[setup] ok: torch {torch.__version__}, mmcv-full {mmcv.__version__}, "
       f"mmdet {mmdet.__version__}, numpy {numpy.__version__}")
 EOF
+then
+  cat "$CHECK_LOG" >&2
+  rm -f "$CHECK_LOG"
+  false
+fi
+rm -f "$CHECK_LOG"
 fingerprint > "$STAMP"

@@ -100,8 +100,13 @@ def mixed_items(rank, count):
 def comm_round_trip(rank, world_size, out):
     """gather_lists and broadcast_object with tiny chunks (many messages
     and buffers) give back exactly what was sent."""
+    import numpy as np
     from davarocr_mmcv.core.comm import broadcast_object, gather_lists
-    parts = gather_lists(mixed_items(rank, 40), chunk_bytes=300)
+    # tiny chunks: one array per buffer (more than a header holds)
+    parts = gather_lists(mixed_items(rank, 40), chunk_bytes=64)
+    # several messages per rank
+    many = gather_lists([np.full(3, i) for i in range(rank, 9000, 2)],
+                        chunk_bytes=4096)
     state = dict(weights=torch.randn(50, 7, generator=torch.Generator()
                                      .manual_seed(0)),
                  step=torch.tensor(12), meta=dict(epoch=3, name='x'))
@@ -117,6 +122,8 @@ def comm_round_trip(rank, world_size, out):
         # types, dtypes (byte order included), shapes and bytes
         report['equal'] = [_plain(a) == _plain(b)
                            for a, b in zip(parts, expected)]
+        report['many'] = [int(a[0]) for part in many for a in part] == \
+            list(range(0, 9000, 2)) + list(range(1, 9000, 2))
         report['contiguous'] = bool(
             parts[1][0]['strided'].flags.c_contiguous)
     with open(os.path.join(out, f'comm_rank{rank}.json'), 'w') as f:
@@ -172,12 +179,13 @@ def train_with_dist_eval(rank, world_size, root, scores, shared):
     """Each rank trains the toy model with DavarDistEvalHook and a
     lightweight DavarCheckpointHook. ``shared``: all ranks use one work_dir
     (as real jobs do); else each rank gets its own, to see who writes."""
-    from davarocr_mmcv import DavarDistEvalHook
+    from davarocr_mmcv import DavarDistEvalHook, TrainStatusHook
     scores = {int(k): v for k, v in scores.items()}
     work = os.path.join(root, 'work' if shared else f'work_rank{rank}')
     runner = make_runner(work, max_epochs=6, checkpoint_config=dict(
         type='DavarCheckpointHook', save_mode='lightweight',
-        metric='accuracy', sync_buffer=True))
+        metric='accuracy', sync_buffer=True, publish=True))
+    runner.register_hook(TrainStatusHook(interval=2), priority='VERY_LOW')
     train_loader = dist_loader(ScriptedDataset(size=8, scores=scores))
     val_loader = dist_loader(ScriptedDataset(size=5, scores=scores))
     runner.register_hook(DavarDistEvalHook(

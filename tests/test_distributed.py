@@ -31,6 +31,7 @@ def test_packed_collection_and_broadcast_are_exact(tmp_path):
     rank0 = json.load(open(tmp_path / 'comm_rank0.json'))
     assert rank0['lengths'] == [20, 20]
     assert rank0['equal'] == [True, True]
+    assert rank0['many']
     assert rank0['contiguous']
     for r in range(2):
         report = json.load(open(tmp_path / f'comm_rank{r}.json'))
@@ -112,8 +113,17 @@ def test_dist_eval_ranks_agree_and_only_rank0_writes(tmp_path):
     rank0 = sorted(n for n in os.listdir(tmp_path / 'work_rank0')
                    if n.endswith('.pth'))
     assert rank0 == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
-    assert not [n for n in os.listdir(tmp_path / 'work_rank1')
-                if n.endswith('.pth')]
+    # status.json, the text log and the published release: rank 0 only
+    rank0_files = [os.path.relpath(os.path.join(d, f), tmp_path / 'work_rank0')
+                   for d, _, files in os.walk(tmp_path / 'work_rank0')
+                   for f in files]
+    assert {'status.json', 'run.log'} <= set(rank0_files)
+    assert [f for f in rank0_files if f.startswith('publish')]
+    assert json.load(open(tmp_path / 'work_rank0' / 'status.json'))[
+        'state'] == 'finished'
+    rank1_files = [f for _, _, files in os.walk(tmp_path / 'work_rank1')
+                   for f in files]
+    assert rank1_files == []
     best = load(tmp_path / 'work_rank0' / 'Best_checkpoint.pth')
     assert int(best['state_dict']['steps']) == 8
 

@@ -161,56 +161,75 @@ def _from_wire(tensor):
         tensor.cpu().numpy()
 
 
-def _pieces(packer):
-    """A packed object as the pieces of one message: skeleton, meta, then
-    a function per buffer that builds it (so only one exists at a time)."""
+#: Buffer sizes carried by the fixed-size header of a message; more are
+#: sent in a second tensor.
+_SLOTS = 28
+
+
+def _encode(packer, more=False):
+    """A packed object as a message: a fixed-size int64 header (more
+    messages follow, meta length, skeleton length, buffer count, buffer
+    sizes), the meta and skeleton in one piece, then one function per
+    buffer that builds it (so that only one exists at a time)."""
     skeleton, meta, groups = packer.pack()
-    return [np.frombuffer(bytearray(skeleton), dtype=np.uint8),
-            np.frombuffer(bytearray(meta), dtype=np.uint8),
-            *[functools.partial(_join, g) for g in groups if g]]
+    groups = [g for g in groups if g]
+    sizes = [sum(len(p) if type(p) is bytes else p.nbytes for p in g)
+             for g in groups]
+    header = [int(more), len(meta), len(skeleton), len(sizes)] + \
+        sizes[:_SLOTS] + [0] * (_SLOTS - len(sizes[:_SLOTS]))
+    pieces = [np.array(header, dtype=np.int64)]
+    if len(sizes) > _SLOTS:
+        pieces.append(np.array(sizes[_SLOTS:], dtype=np.int64))
+    pieces.append(np.frombuffer(bytearray(meta + skeleton), dtype=np.uint8))
+    pieces += [functools.partial(_join, g) for g in groups]
+    return pieces
 
 
-def _unpack(arrays, items=False):
+def _put(pieces, move, device):
+    """Hand every piece of a message to ``move`` (send or broadcast)."""
+    for piece in pieces:
+        data = piece if isinstance(piece, np.ndarray) else piece()
+        if data.size:
+            move(_to_wire(data, device))
+        del data
+
+
+def _take(move, device):
+    """Receive one message through ``move`` (recv or broadcast).
+
+    Returns:
+        tuple: (more messages follow, meta bytes, skeleton bytes, buffers)
+    """
+    header = torch.empty(4 + _SLOTS, dtype=torch.int64, device=device)
+    move(header)
+    more, meta_len, skel_len, count, *sizes = header.tolist()
+    sizes = sizes[:count]
+    if count > _SLOTS:
+        extra = torch.empty(count - _SLOTS, dtype=torch.int64, device=device)
+        move(extra)
+        sizes += extra.tolist()
+    arrays = []
+    for size in [meta_len + skel_len] + sizes:
+        wire = torch.empty(size, dtype=torch.uint8, device=device)
+        if size:
+            move(wire)
+        arrays.append(_from_wire(wire))
+    head = arrays[0].tobytes()
+    return bool(more), head[:meta_len], head[meta_len:], arrays[1:]
+
+
+def _decode(meta, skeleton, buffers, items=False):
     """The object of a message (or, with ``items``, the concatenation of
     the lists pickled one after the other in it)."""
-    skeleton = arrays[0].tobytes()
     with _no_gc():
-        unpacker = _Unpacker(skeleton, _rebuild(
-            pickle.loads(arrays[1].tobytes()), arrays[2:]))
+        unpacker = _Unpacker(skeleton, _rebuild(pickle.loads(meta),
+                                                buffers))
         if not items:
             return unpacker.load()
         out = []
         while unpacker.stream.tell() < len(skeleton):
             out.extend(unpacker.load())
         return out
-
-
-def _send(pieces, dst, device):
-    """The number of pieces, then the size and bytes of each, to ``dst``
-    (buffers are built one at a time); None sends the end mark."""
-    count = 0 if pieces is None else len(pieces)
-    dist.send(torch.tensor([count], dtype=torch.int64, device=device), dst)
-    for piece in pieces or ():
-        data = piece if isinstance(piece, np.ndarray) else piece()
-        dist.send(torch.tensor([data.size], dtype=torch.int64,
-                               device=device), dst)
-        if data.size:
-            dist.send(_to_wire(data, device), dst)
-        del data
-
-
-def _recv(src, device):
-    """The pieces of one message from ``src``; None at the end mark."""
-    head = torch.empty(1, dtype=torch.int64, device=device)
-    dist.recv(head, src)
-    arrays = []
-    for _ in range(int(head[0])):
-        dist.recv(head, src)
-        wire = torch.empty(int(head[0]), dtype=torch.uint8, device=device)
-        if wire.numel():
-            dist.recv(wire, src)
-        arrays.append(_from_wire(wire))
-    return arrays or None
 
 
 def gather_lists(items, dst=0, chunk_bytes=CHUNK_BYTES):
@@ -227,42 +246,39 @@ def gather_lists(items, dst=0, chunk_bytes=CHUNK_BYTES):
     rank, world_size = dist.get_rank(), dist.get_world_size()
     device = comm_device()
     if rank != dst:
+        def send(tensor):
+            dist.send(tensor, dst)
         start = 0
-        while start < len(items):
+        while True:
             packer = _Packer(chunk_bytes)
             with _no_gc():
                 while start < len(items) and packer.size() < chunk_bytes:
                     packer.dump(items[start:start + _SLICE])
                     start += _SLICE
-                pieces = _pieces(packer)
+                message = _encode(packer, more=start < len(items))
             del packer
-            _send(pieces, dst, device)
-            del pieces
-        _send(None, dst, device)
-        return None
+            _put(message, send, device)
+            del message
+            if start >= len(items):
+                return None
     parts = []
     for src in range(world_size):
         if src == dst:
             parts.append(items)
             continue
-        part = []
-        while True:
-            message = _recv(src, device)
-            if message is None:
-                break
-            part.extend(_unpack(message, items=True))
-            del message
+
+        def recv(tensor, src=src):
+            dist.recv(tensor, src)
+        part, more = [], True
+        while more:
+            more, meta, skeleton, buffers = _take(recv, device)
+            part.extend(_decode(meta, skeleton, buffers, items=True))
+            del buffers
         parts.append(part)
     return parts
 
 
 # ------------------------------------------------------------ broadcast
-def _broadcast_size(value, src, device):
-    head = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.broadcast(head, src)
-    return int(head[0])
-
-
 def broadcast_object(obj=None, src=0, chunk_bytes=CHUNK_BYTES):
     """Send ``obj`` from rank ``src`` to every rank, its arrays and CPU
     tensors packed in buffers of about ``chunk_bytes`` (built one at a time
@@ -272,24 +288,16 @@ def broadcast_object(obj=None, src=0, chunk_bytes=CHUNK_BYTES):
         the object, on every rank (``obj`` itself on ``src``).
     """
     device = comm_device()
+
+    def move(tensor):
+        dist.broadcast(tensor, src)
     if dist.get_rank() == src:
         packer = _Packer(chunk_bytes)
         with _no_gc():
             packer.dump(obj)
-            pieces = _pieces(packer)
-        _broadcast_size(len(pieces), src, device)
-        for piece in pieces:
-            data = piece if isinstance(piece, np.ndarray) else piece()
-            _broadcast_size(data.size, src, device)
-            if data.size:
-                dist.broadcast(_to_wire(data, device), src)
-            del data
+            message = _encode(packer)
+        del packer
+        _put(message, move, device)
         return obj
-    arrays = []
-    for _ in range(_broadcast_size(0, src, device)):
-        wire = torch.empty(_broadcast_size(0, src, device),
-                           dtype=torch.uint8, device=device)
-        if wire.numel():
-            dist.broadcast(wire, src)
-        arrays.append(_from_wire(wire))
-    return _unpack(arrays)
+    _, meta, skeleton, buffers = _take(move, device)
+    return _decode(meta, skeleton, buffers)

@@ -167,7 +167,7 @@ def resume_on_ranks(rank, world_size, root, homes, cfg):
             plan=plan, epoch=runner.epoch, iter=runner.iter,
             steps=int(runner.model.steps),
             weight=runner.model.linear.weight.tolist(),
-            hook_msgs=runner.meta['hook_msgs'] if plan else None,
+            hook_msgs=(runner.meta or {}).get('hook_msgs'),
             lr=runner.optimizer.param_groups[0]['lr'])
     except Exception as exc:  # noqa: B902  reported to the test
         report['error'] = f'{type(exc).__name__}: {exc}'

@@ -82,6 +82,19 @@ def test_auto_resume_when_only_rank0_reads_the_work_dir(tmp_path,
                     for f in files]
 
 
+def test_load_from_when_only_rank0_reads_it(tmp_path, trained_home):
+    homes = [str(trained_home), str(tmp_path / 'home1')]
+    launch(resume_on_ranks, 2, 120, str(tmp_path), homes,
+           dict(load_from='work/epoch_2.pth'))
+    for r in range(2):
+        report = json.load(open(tmp_path / f'resume_rank{r}.json'))
+        assert report['plan'] == dict(mode='load', path='work/epoch_2.pth')
+        # the weights (steps buffer) of epoch 2, training from the start
+        assert (report['steps'], report['epoch'], report['iter']) == \
+            (4, 0, 0)
+        assert report['lr'] == 0.01
+
+
 def test_damaged_resume_from_fails_on_every_rank(tmp_path, trained_home):
     (trained_home / 'work' / 'epoch_2.pth').write_bytes(b'cut short')
     homes = [str(trained_home), str(tmp_path / 'home1')]

@@ -4,10 +4,11 @@ packed.
 Pickling many small numpy arrays (or tensors) one by one is slow, and
 pickling a whole result set at once doubles the memory it takes. Here the
 arrays and CPU tensors of an object are left out of its pickle: each is
-replaced by a reference (buffer, offset, count, shape, dtype) and its bytes
-are copied into one contiguous buffer per ``chunk_bytes``. The receiver
-rebuilds them as views of the buffers it received, so what arrives is
-stored once. Works with gloo (CPU tensors) and NCCL (the current GPU).
+replaced by a reference, its bytes are copied into one contiguous buffer
+per ``chunk_bytes``, and its (buffer, offset, dtype, shape) are pickled
+apart. The receiver rebuilds them as views of the buffers it received, so
+what arrives is stored once. Works with gloo (CPU tensors) and NCCL (the
+current GPU).
 """
 import contextlib
 import functools
@@ -23,7 +24,6 @@ import torch.distributed as dist
 CHUNK_BYTES = 32 * 2 ** 20
 #: Items pickled between two checks of the chunk size in ``gather_lists``.
 _SLICE = 2048
-_NUMPY, _TORCH = 0, 1
 
 
 def comm_device():
@@ -72,8 +72,8 @@ class _Packer(pickle.Pickler):
                 obj.layout == torch.strided and not obj.requires_grad and \
                 not obj.is_quantized:
             index = len(self.arrays)
-            self.arrays.append(obj.detach().contiguous().reshape(-1).view(
-                torch.uint8).numpy())
+            flat = obj.detach().resolve_conj().resolve_neg().contiguous()
+            self.arrays.append(flat.reshape(-1).view(torch.uint8).numpy())
             self.tensor_align[index] = obj.element_size()
             self.nbytes += obj.nbytes
             return (index, str(obj.dtype).rpartition('.')[2], obj.shape)

@@ -3,6 +3,7 @@ continues from the newest file that loads; --resume-from / load_from of a
 damaged file stops with a short message naming it."""
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from davarocr_mmcv.core.resume import CheckpointLoadError, resume_or_load
 from toy import ScriptedDataset, make_loader, make_runner, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECOGNITION = 'demo/recognition/crnn_lightweight.py'
 # weights after epoch e have steps == 2e; best is epoch 2 (steps 4)
 SCORES = {2: 0.2, 4: 0.9, 6: 0.4}
 
@@ -22,7 +24,8 @@ def damage(path):
     """Keep the first bytes, as a write cut short would; return them."""
     with open(path, 'rb') as f:
         head = f.read(100)
-    os.remove(path) if os.path.islink(path) else None
+    if os.path.islink(path):  # latest.pth: damage a file of its own
+        os.remove(path)
     with open(path, 'wb') as f:
         f.write(head)
     return head
@@ -131,16 +134,22 @@ def test_missing_resume_from_is_named(tmp_path):
 def test_train_py_resume_from_damaged_file_ends_with_the_message(tmp_path):
     bad = tmp_path / 'epoch_9.pth'
     bad.write_bytes(b'PK\x03\x04 cut short')
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', 'demo/recognition/crnn_lightweight.py',
-         '--work-dir', str(tmp_path / 'work'), '--resume-from', str(bad)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    proc = subprocess.Popen(
+        [sys.executable, 'tools/train.py', RECOGNITION, '--work-dir',
+         str(tmp_path / 'work'), '--resume-from', str(bad)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, OMP_NUM_THREADS='1'), start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
+    last = stderr.strip().splitlines()[-1]
     assert 'CheckpointLoadError' in last and str(bad) in last
     assert 'does not load' in last
     # torch's own frames and chained tracebacks are not shown
-    assert 'torch/serialization.py' not in proc.stderr
-    assert 'During handling' not in proc.stderr
+    assert 'torch/serialization.py' not in stderr
+    assert 'During handling' not in stderr
     assert bad.read_bytes() == b'PK\x03\x04 cut short'

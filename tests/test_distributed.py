@@ -148,3 +148,15 @@ def test_dist_eval_shared_work_dir(tmp_path):
     assert [n for n in names if n.endswith('.pth')] == [
         'Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
     assert not [n for n in names if n.startswith('.davar-tmp-')]
+
+
+def test_a_rank_that_cannot_apply_the_state_stops_every_rank(tmp_path,
+                                                             trained_home):
+    homes = [str(trained_home), str(tmp_path / 'home1')]
+    launch(resume_on_ranks, 2, 120, str(tmp_path), homes,
+           dict(auto_resume=True, odd_optimizer_on_rank=1))
+    for r in range(2):
+        report = json.load(open(tmp_path / f'resume_rank{r}.json'))
+        assert report['error'].startswith(
+            'CheckpointLoadError: resume from work/epoch_3.pth failed on '
+            'rank 1: ValueError'), report

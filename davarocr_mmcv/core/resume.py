@@ -277,7 +277,9 @@ def _decide(cfg, logger):
             logger.info(f'auto-resume from {path}')
             return dict(mode='resume', path=path), ckpt
         logger.info(f'auto-resume: no checkpoint that loads in '
-                    f'{cfg.work_dir}; starting from the beginning')
+                    f'{cfg.work_dir}; training starts from the beginning' +
+                    (' with the weights of load_from'
+                     if cfg.get('load_from') else ''))
     if cfg.get('load_from'):
         return dict(mode='load', path=cfg.load_from), load_state(
             cfg.load_from, 'load_from')

@@ -392,14 +392,16 @@ def report(r):
           f" | - |")
     for row in r['save']['rows']:
         target = '<= 1.05' if row['size_mb'] >= 100 else '-'
-        print(f"| save {row['size_mb']} MB, atomic write | "
-              f"{row['atomic_save_s']:.3f} s | {row['durable_s']:.3f} s "
-              f"(torch.save + fsync) | {row['ratio_durable']:.2f} | "
+        print(f"| save {row['size_mb']} MB, atomic write (temp file, fsync,"
+              f" rename, folder fsync) | {row['atomic_save_s']:.3f} s | "
+              f"{row['durable_s']:.3f} s (durable limit: torch.save + fsync)"
+              f" | {row['ratio_durable']:.2f} | "
               f"{target} |")
     for row in r['save']['rows']:
-        print(f"| save {row['size_mb']} MB, whole checkpoint | "
-              f"{row['davar_s']:.3f} s | {row['mmcv_s']:.3f} s (mmcv "
-              f"runner.save_checkpoint, no fsync) | {row['ratio_mmcv']:.2f}"
+        print(f"| save {row['size_mb']} MB, whole checkpoint as the hook "
+              f"saves it | {row['davar_s']:.3f} s | {row['mmcv_s']:.3f} s "
+              f"(mmcv `runner.save_checkpoint`, no fsync) | "
+              f"{row['ratio_mmcv']:.2f}"
               f" | <= 0.5 |")
     for row in r['save']['rows']:
         print(f"| async save {row['size_mb']} MB, training stall | "
@@ -419,7 +421,8 @@ def report(r):
           f"+{m['atomic_extra_peak_mb']:.0f} MB (sync), "
           f"+{m['async_extra_peak_mb']:.0f} MB (async) | "
           f"+{m['torch_extra_peak_mb']:.0f} MB (torch.save), "
-          f"+{m['mmcv_extra_peak_mb']:.0f} MB (mmcv) | - | one extra "
+          f"+{m['mmcv_extra_peak_mb']:.0f} MB (mmcv `save_checkpoint`) | - "
+          f"| one extra "
           f"copy, async only |")
 
 

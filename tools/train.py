@@ -22,6 +22,7 @@ from davarocr_mmcv.apis import (build_dataset, build_model,  # noqa: E402
                                 import_custom_modules, init_dist,
                                 train_model)
 from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
+from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -119,4 +120,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except CheckpointLoadError as exc:  # its message names the file
+        sys.exit(f'error: {exc}')

@@ -126,7 +126,10 @@ def multi_gpu_test(model, data_loader, tmpdir=None, gpu_collect=False,
     bar = DavarProgressBar(size, min_time_interval) if rank == 0 else None
     results = _inference(
         model, data_loader, model_type,
-        (lambda n: bar.update(n * world_size)) if bar else (lambda n: None))
+        # rank 0 counts every rank's batch; the sampler's padding is not
+        # counted, so the bar ends at the dataset's size
+        (lambda n: bar.update(min(n * world_size, size - bar.done)))
+        if bar else (lambda n: None))
     return collect_results(results, size, tmpdir, gpu_collect)
 
 

@@ -49,8 +49,9 @@ def test_ctrl_c_records_interrupted_and_prints_resume(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode != 0
-    assert 'KeyboardInterrupt' in out
+    assert proc.returncode == 130
+    assert 'KeyboardInterrupt: training interrupted' in out
+    assert 'Traceback' not in out
 
     status = read_json(status_path)
     assert status['state'] == 'interrupted', status

@@ -124,3 +124,6 @@ if __name__ == '__main__':
         main()
     except CheckpointLoadError as exc:  # its message names the file
         sys.exit(f'error: {exc}')
+    except KeyboardInterrupt:  # train_model logged how to continue
+        print('KeyboardInterrupt: training interrupted', file=sys.stderr)
+        sys.exit(130)

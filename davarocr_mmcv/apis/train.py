@@ -106,7 +106,7 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         cfg.lr_config, cfg.get('optimizer_config'), checkpoint_config,
         cfg.log_config, cfg.get('momentum_config'),
         custom_hooks_config=cfg.get('custom_hooks'))
-    if distributed and runner_type == 'EpochBasedRunner':
+    if distributed and not is_iter_based_type(runner_type):
         runner.register_hook(DistSamplerSeedHook())
 
     if validate:

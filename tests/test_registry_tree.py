@@ -6,8 +6,6 @@ with --cfg-options)."""
 import glob
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -18,6 +16,7 @@ from mmdet.models.builder import MODELS
 from davarocr_mmcv.apis import build_dataset, build_model
 from davarocr_mmcv.apis.builder import locate
 from davarocr_mmcv.serialization import load_checkpoint_file
+from procs import run_bounded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLBOX = os.path.join(ROOT, 'tests', 'toolbox')
@@ -37,16 +36,7 @@ TOOLBOX_IMPORTS = 'custom_imports.imports=[davarocr_mmcv,mytoolbox]'
 
 def run(*args, timeout=300):
     """(exit status, output) of a tool run from the repository root."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out
+    return run_bounded([sys.executable, *args], ENV, timeout)
 
 
 def ok(*args, timeout=300):

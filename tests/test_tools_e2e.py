@@ -13,6 +13,7 @@ import time
 import pytest
 
 from davarocr_mmcv.serialization import load_checkpoint_file
+from procs import run_bounded
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECOGNITION = 'demo/recognition/crnn_lightweight.py'
@@ -26,18 +27,9 @@ def short(epochs):
 
 
 def cmd(args, timeout=420, check=True):
-    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{args} exited {proc.returncode}:\n'
-                             f'{out[-6000:]}')
+    code, out = run_bounded(args, ENV, timeout)
+    if check and code != 0:
+        raise AssertionError(f'{args} exited {code}:\n{out[-6000:]}')
     return out
 
 

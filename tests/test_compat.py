@@ -486,3 +486,30 @@ def test_mmcv_dist_eval_hook_feeds_every_rank(tmp_path):
         [0.2, 0.7, 0.4, 0.9]
     best = load(tmp_path / 'work' / 'Best_checkpoint.pth')
     assert int(best['state_dict']['steps']) == 8
+
+
+def test_mmcv_best_and_lightweight_best_survive_a_resume(tmp_path):
+    """mmcv's EvalHook deletes the file its hook_msgs' best_ckpt names when
+    it finds a better one; after a resume that must never be
+    Best_checkpoint.pth."""
+    def train(epochs, resume=False):
+        runner = runner_with(tmp_path, 'epoch', dict(LIGHT, interval=1))
+        runner._max_epochs = epochs
+        loader = make_loader(ScriptedDataset(scores=SCORES))
+        runner.register_hook(EvalHook(loader, save_best='accuracy'),
+                             priority='LOW')
+        if resume:
+            resume_runner(runner, os.path.join(runner.work_dir,
+                                               'latest_model.pth'))
+        run(runner, loader)
+        return runner
+
+    train(2)
+    runner = train(6, resume=True)
+    work = runner.work_dir
+    names = sorted(n for n in os.listdir(work) if n.endswith('.pth'))
+    assert names == ['Best_checkpoint.pth', 'best_accuracy_epoch_4.pth',
+                     'latest.pth', 'latest_model.pth']
+    best = load(os.path.join(work, 'Best_checkpoint.pth'))
+    assert int(best['state_dict']['steps']) == 8
+    assert best['meta']['hook_msgs']['best_score_accuracy'] == 0.9

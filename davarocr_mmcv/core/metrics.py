@@ -112,11 +112,20 @@ class EvalRecord(NamedTuple):
         Raises:
             KeyError: listing the metrics this evaluation produced.
         """
-        if metric not in self.metrics:
-            raise KeyError(
-                f'metric {metric!r} is not among the evaluation results; '
-                f'available metrics: {sorted(self.metrics)}')
-        return check_score(metric, self.metrics[metric])
+        return check_score(metric, metric_value(self.metrics, metric))
+
+
+def metric_value(metrics, metric):
+    """``metrics[metric]`` as the evaluation returned it.
+
+    Raises:
+        KeyError: listing the metrics the evaluation produced.
+    """
+    if metric not in metrics:
+        raise KeyError(
+            f'metric {metric!r} is not among the evaluation results; '
+            f'available metrics: {sorted(metrics)}')
+    return metrics[metric]
 
 
 def notify(runner, event, *args, first=None):

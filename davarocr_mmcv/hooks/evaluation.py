@@ -9,7 +9,8 @@ from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
-from ..core.metrics import BestTracker, check_rule, hook_msgs, infer_rule
+from ..core.metrics import (BestTracker, check_rule, hook_msgs, infer_rule,
+                            metric_value)
 from ..core.observe import evaluation_point, observe_evaluations
 from ..core.progress import is_iter_based
 from ..core.writer import CheckpointWriter, save_step
@@ -248,10 +249,7 @@ class DavarEvalHook(EvalHook):
     def _evaluate_if_due(self, runner, unit):
         if not self.will_evaluate(runner, unit):
             return
-        if unit == 'iter' and not self._later(runner, IterTimerHook):
-            # As mmcv: the iteration's training record is written first, so
-            # that the metrics make a record of their own (mode 'val'). Not
-            # before the timer has run: that record would lack its times.
+        if self._train_record_first(runner, unit):
             for logger_hook in self._later(runner, LoggerHook):
                 logger_hook.after_train_iter(runner)
             runner.log_buffer.clear()
@@ -296,16 +294,8 @@ class DavarEvalHook(EvalHook):
         if not self._rules or not metrics:
             return None
         self._resolve_auto(metrics)
-        scores = [self._score(t.metric, metrics) for t in self.trackers]
+        scores = [metric_value(metrics, t.metric) for t in self.trackers]
         return scores[0]
-
-    @staticmethod
-    def _score(metric, metrics):
-        if metric not in metrics:
-            raise KeyError(
-                f'metric {metric!r} is not among the evaluation results; '
-                f'available metrics: {sorted(metrics)}')
-        return metrics[metric]
 
     def _resolve_auto(self, metrics):
         if self._rules[0][0] == 'auto' and not self.trackers:
@@ -317,15 +307,22 @@ class DavarEvalHook(EvalHook):
         position = hooks.index(self) if self in hooks else len(hooks)
         return [h for h in hooks[position + 1:] if isinstance(h, kind)]
 
+    def _train_record_first(self, runner, unit):
+        """As mmcv, by iteration the loggers write the iteration's training
+        record before the evaluation, so that the metrics make a record of
+        their own (mode 'val'); not before the timer has run, as that record
+        would lack its times."""
+        return unit == 'iter' and not self._later(runner, IterTimerHook)
+
     def _log_now(self, runner, unit):
         """Logger hooks that will not write the metrics as a record of their
         own at this point write it now: those that already ran, and by
-        iteration, when the training record could not be written first
-        (see ``_evaluate_if_due``), all of them."""
-        later = self._later(runner, LoggerHook)
-        loggers = [h for h in runner.hooks if isinstance(h, LoggerHook) and
-                   (h not in later or unit == 'iter' and
-                    self._later(runner, IterTimerHook))]
+        iteration, when the training record could not be written first,
+        all of them."""
+        every = unit == 'iter' and not self._train_record_first(runner, unit)
+        later = [] if every else self._later(runner, LoggerHook)
+        loggers = [h for h in runner.hooks
+                   if isinstance(h, LoggerHook) and h not in later]
         if loggers:
             for logger_hook in loggers:
                 logger_hook.log(runner)
@@ -421,23 +418,16 @@ def register_mmcv_names(registry=HOOKS):
     DavarDistEvalHook, subclasses of mmcv's classes taking their arguments.
     A name some other package registered first keeps its class, with a
     warning; a package registering it later needs ``force=True``.
-
-    Returns:
-        dict: name -> the class ``type=name`` builds.
     """
-    built = {}
     for name, cls in MMCV_NAMES:
         holder = registry.module_dict.get(name)
         if holder is None:
             registry.register_module(name=name, module=cls)
-            holder = cls
         elif holder is not cls:
             warnings.warn(
                 f"HOOKS already holds {name!r} ({holder.__module__}."
                 f"{holder.__qualname__}); type={name!r} builds that class. "
                 f"Write type='{cls.__name__}' for davarocr_mmcv's.")
-        built[name] = holder
-    return built
 
 
 register_mmcv_names()

@@ -38,13 +38,16 @@ def check_rule(rule, arg='rule'):
     return rule
 
 
-def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule'):
+def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule',
+               defaults=True):
     """Return 'greater' or 'less' for metric ``key``.
 
     Precedence (case-insensitive): an explicit ``rule`` (see
     :func:`check_rule`); ``key`` equal to a greater key, then to a less key;
     a greater key inside ``key``, then a less key inside it.
-    ``greater_keys``/``less_keys`` extend the built-in lists.
+    ``greater_keys``/``less_keys`` extend the built-in lists
+    (:data:`GREATER_KEYS`, :data:`LESS_KEYS`), or replace them with
+    ``defaults=False`` (mmcv's EvalHook, whose lists start as the defaults).
 
     Raises:
         KeyError: for an unknown ``rule``.
@@ -54,8 +57,9 @@ def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule'):
     if rule is not None:
         return rule
     low = key.lower()
-    greater = [k.lower() for k in (*greater_keys, *GREATER_KEYS)]
-    less = [k.lower() for k in (*less_keys, *LESS_KEYS)]
+    builtin = defaults and (GREATER_KEYS, LESS_KEYS) or ((), ())
+    greater = [k.lower() for k in (*greater_keys, *builtin[0])]
+    less = [k.lower() for k in (*less_keys, *builtin[1])]
     for table, matches in ((greater, low.__eq__), (less, low.__eq__),
                            (greater, low.__contains__),
                            (less, low.__contains__)):

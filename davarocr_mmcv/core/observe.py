@@ -4,11 +4,12 @@ The one place where evaluations become :class:`EvalRecord` s. Any hook that
 is an mmcv ``EvalHook`` (mmcv's own, mmdet's, a toolbox's subclass, the Davar
 hooks) is observed through its instance's ``_do_evaluate``, mmcv's extension
 point that every evaluation goes through: the metrics it writes to
-``runner.log_buffer`` (and the key score its ``evaluate`` returns) become a
-record, published to the listeners (``after_evaluation(runner, record)``)
-while the weights are still the ones that were scored. Nothing is patched
-at class level; only the hook instances of this runner are wrapped, once,
-in ``before_run`` of whoever listens.
+``runner.log_buffer`` (and the key score its ``evaluate`` returns, heard
+only while the evaluation runs) become a record, published to the listeners
+(``after_evaluation(runner, record)``) while the weights are still the ones
+that were scored. Nothing is patched at class level; only the hook
+instances of this runner are wrapped, once, in ``before_run`` of whoever
+listens.
 """
 import collections
 
@@ -22,6 +23,7 @@ from .progress import Point
 #: log_buffer entries an evaluation writes that are not metrics.
 NOT_METRICS = frozenset({'eval_iter_num'})
 _TAPPED = '_davar_observed'
+_MISSING = object()
 
 
 def is_eval_hook(hook):
@@ -58,11 +60,14 @@ def evaluation_point(hook, runner):
 
 class _Recording(collections.OrderedDict):
     """``log_buffer.output`` while an evaluation runs: remembers what is
-    written, even if the buffer is cleared meanwhile."""
+    written, even if the buffer is cleared meanwhile. The entries it starts
+    with (a training record no logger has taken yet, anything a hook left
+    there) are kept, and are not taken for what the evaluation wrote."""
 
-    def __init__(self, *args):
-        super().__init__(*args)
+    def __init__(self, entries=()):
         self.written = {}
+        super().__init__(entries)
+        self.written.clear()
 
     def __setitem__(self, key, value):
         self.written[key] = value
@@ -89,42 +94,66 @@ def _from_rank0(outcome, hook):
     return holder[0]
 
 
+class _HearKeyScore:
+    """While an evaluation runs, ``hook.evaluate`` (whatever it is then: the
+    class's method, or what a subclass or a test put on the instance) is
+    heard through a wrapper on the instance; afterwards the instance holds
+    what it held before, so nothing outside an evaluation sees the
+    wrapper."""
+
+    def __init__(self, hook):
+        self.hook = hook
+        self.heard = {}
+
+    def __enter__(self):
+        hook, heard = self.hook, self.heard
+        self.own = hook.__dict__.get('evaluate', _MISSING)
+        evaluate = hook.evaluate
+
+        def heard_evaluate(*args, **kwargs):
+            heard['key_score'] = score = evaluate(*args, **kwargs)
+            return score
+        self.wrapper = hook.evaluate = heard_evaluate
+        return heard
+
+    def __exit__(self, *exc):
+        if self.hook.__dict__.get('evaluate') is self.wrapper:
+            if self.own is _MISSING:
+                del self.hook.evaluate
+            else:
+                self.hook.evaluate = self.own
+
+
 def observe(runner, hook):
-    """Wrap ``hook``'s ``_do_evaluate`` and ``evaluate`` on this instance
-    (once) so that each evaluation is published."""
+    """Wrap ``hook``'s ``_do_evaluate`` on this instance (once) so that each
+    evaluation is published."""
     if getattr(hook, _TAPPED, False):
         return
-    do_evaluate, evaluate = hook._do_evaluate, hook.evaluate
-    state = {}
-
-    def observed_evaluate(runner, results):
-        state['key_score'] = score = evaluate(runner, results)
-        return score
+    do_evaluate = hook._do_evaluate
 
     def observed_do_evaluate(runner):
         point = evaluation_point(hook, runner)
         notify(runner, 'before_evaluation', point)
         buffer = runner.log_buffer
         recording = buffer.output = _Recording(buffer.output)
-        state.clear()
         try:
-            do_evaluate(runner)
+            with _HearKeyScore(hook) as heard:
+                do_evaluate(runner)
         finally:
             if buffer.output is recording:
                 buffer.output = collections.OrderedDict(recording)
         # An evaluation happened if it wrote results or called evaluate (a
         # _do_evaluate may decide to skip, as mmdet's does).
-        happened = bool(recording.written) or 'key_score' in state
+        happened = bool(recording.written) or 'key_score' in heard
         happened, metrics = _from_rank0(
             (happened, _metrics(recording.written, hook,
-                                state.get('key_score'))), hook)
+                                heard.get('key_score'))), hook)
         if happened:
             publish_evaluation(runner, EvalRecord(
                 point.unit, point.step, point.iters_done, metrics, hook),
                 source=hook)
 
     hook._do_evaluate = observed_do_evaluate
-    hook.evaluate = observed_evaluate
     setattr(hook, _TAPPED, True)
 
 

@@ -8,16 +8,21 @@ from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
 from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..apis.test import MODEL_TYPES, multi_gpu_test, single_gpu_test
-from ..core.metrics import (BestTracker, check_rule, hook_msgs, infer_rule,
-                            metric_value)
+from ..core.metrics import (GREATER_KEYS, LESS_KEYS, BestTracker, check_rule,
+                            hook_msgs, infer_rule, metric_value)
 from ..core.observe import evaluation_point, observe_evaluations
 from ..core.progress import is_iter_based
+from ..core.testing import MODEL_TYPES, multi_gpu_test, single_gpu_test
 from ..core.writer import CheckpointWriter, save_step
 from ..serialization import to_plain
 from ..utils.checks import check_choice, check_positive_int, unknown_names
 
 EVAL_MODES = ('general', 'lightweight')
+#: mmcv 1.7.1's warning, word for word, for an evaluation that returns
+#: nothing while ``save_best`` is set.
+EMPTY_RESULT_WARNING = (
+    'Since `eval_res` is an empty dict, the behavior to save the best '
+    'checkpoint will be skipped in this evaluation.')
 
 
 def _as_list(value):
@@ -62,11 +67,21 @@ class DavarEvalHook(EvalHook):
         eval_before_train (bool): mmcv's evaluation of the starting weights
             when ``start`` is at or below the resumed step; False is
             DavarOCR's behaviour. Default: True.
-        test_fn, greater_keys, less_keys, out_dir, file_client_args: as in
-            mmcv's EvalHook.
+        greater_keys, less_keys (list[str] | None): names of metrics that
+            are better greater / smaller, for rule inference; given, they
+            replace the defaults (:data:`~davarocr_mmcv.core.GREATER_KEYS`,
+            :data:`~davarocr_mmcv.core.LESS_KEYS`), as in mmcv.
+        test_fn, out_dir, file_client_args: as in mmcv's EvalHook. The
+            default ``test_fn`` is :func:`~davarocr_mmcv.single_gpu_test`
+            (``multi_gpu_test`` for the distributed hook).
         **eval_kwargs: passed to ``dataset.evaluate`` (e.g. ``metric``);
             checked against its signature in ``before_run``.
     """
+
+    #: mmcv's class attributes, with DavarOCR's metrics added; explicit
+    #: ``greater_keys`` / ``less_keys`` replace them, as in mmcv.
+    _default_greater_keys = list(GREATER_KEYS)
+    _default_less_keys = list(LESS_KEYS)
 
     def __init__(self,
                  dataloader,
@@ -138,7 +153,8 @@ class DavarEvalHook(EvalHook):
         several = len(keys) > 1
         self.trackers = [
             BestTracker(key, infer_rule(key, rules.get(key),
-                                        self.greater_keys, self.less_keys),
+                                        self.greater_keys, self.less_keys,
+                                        defaults=False),
                         suffix=f'_{key}' if several else '')
             for key in keys
         ]
@@ -249,7 +265,7 @@ class DavarEvalHook(EvalHook):
     def _evaluate_if_due(self, runner, unit):
         if not self.will_evaluate(runner, unit):
             return
-        if self._train_record_first(runner, unit):
+        if not self.initial_flag and self._train_record_first(runner, unit):
             for logger_hook in self._later(runner, LoggerHook):
                 logger_hook.after_train_iter(runner)
             runner.log_buffer.clear()
@@ -291,7 +307,13 @@ class DavarEvalHook(EvalHook):
             f'Evaluation at {point.unit} {point.step}: ' +
             ', '.join(f'{k}: {v}' for k, v in metrics.items()))
         self._log_now(runner, point.unit)
-        if not self._rules or not metrics:
+        if not self._rules:
+            return None
+        if not metrics:  # mmdet's {} when nothing was detected
+            runner.logger.warning(
+                f'{type(self).__name__}: the evaluation at {point.unit} '
+                f'{point.step} returned no metrics. {EMPTY_RESULT_WARNING}')
+            warnings.warn(EMPTY_RESULT_WARNING, UserWarning)
             return None
         self._resolve_auto(metrics)
         scores = [metric_value(metrics, t.metric) for t in self.trackers]
@@ -316,10 +338,12 @@ class DavarEvalHook(EvalHook):
 
     def _log_now(self, runner, unit):
         """Logger hooks that will not write the metrics as a record of their
-        own at this point write it now: those that already ran, and by
-        iteration, when the training record could not be written first,
-        all of them."""
-        every = unit == 'iter' and not self._train_record_first(runner, unit)
+        own at this point write it now: those that already ran; all of them
+        before training (the evaluation of the starting weights: loggers
+        clear the buffer before the first epoch) and, by iteration, when the
+        training record could not be written first."""
+        every = self.initial_flag or (
+            unit == 'iter' and not self._train_record_first(runner, unit))
         later = [] if every else self._later(runner, LoggerHook)
         loggers = [h for h in runner.hooks
                    if isinstance(h, LoggerHook) and h not in later]

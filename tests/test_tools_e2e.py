@@ -105,6 +105,16 @@ def test_auto_resume_after_interrupted_run(tmp_path):
     final = load_checkpoint_file(str(work / 'latest_model.pth'))['meta']
     assert final['epoch'] == 3 and final['epoch'] > first['epoch']
     assert pth(work) == ['Best_checkpoint.pth', 'latest.pth', 'latest_model.pth']
+    # every evaluation of the resumed run (the one of the resumed weights
+    # before training included, when it resumed at an epoch's end) has its
+    # json 'val' record
+    resumed_log = sorted(glob.glob(str(work / '*.log.json')))[-1]
+    with open(resumed_log) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    history = final['hook_msgs']['eval_history']
+    new = history[len(first['hook_msgs'].get('eval_history', [])):]
+    assert [r['accuracy'] for r in records if r.get('mode') == 'val'] == \
+        [h['metrics']['accuracy'] for h in new]
 
 
 def test_dist_train_two_gloo_processes(tmp_path):

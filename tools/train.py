@@ -4,7 +4,6 @@
     bash tools/dist_train.sh CONFIG 2 [--validate]
 """
 import argparse
-import copy
 import os
 import os.path as osp
 import sys
@@ -21,7 +20,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from davarocr_mmcv.apis import (build_dataset, build_model,  # noqa: E402
                                 import_custom_modules, init_dist,
                                 train_model)
+from davarocr_mmcv.apis.builder import Resolver, split_settings  # noqa: E402
 from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
+from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE,  # noqa: E402
+                                        Preempted)
 from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402
 
 
@@ -99,16 +101,19 @@ def main(argv=None):
                     f'deterministic: {args.deterministic}')
     cfg.seed = seed
 
-    # types mmdet lacks come from the other registries of its tree
+    # a type is found in every loaded registry: the one the top-level
+    # type names, then the imported toolboxes', then mmdet's (apis/builder)
+    resolver = Resolver.of(cfg)
+    train_cfg, _ = split_settings(cfg.data, 'train')
     model = build_model(cfg.model, train_cfg=cfg.get('train_cfg'),
-                        test_cfg=cfg.get('test_cfg'))
+                        test_cfg=cfg.get('test_cfg'), resolver=resolver)
     if hasattr(model, 'init_weights'):
         model.init_weights()
-    datasets = [build_dataset(cfg.data.train)]
+    datasets = [build_dataset(train_cfg, resolver=resolver)]
     if len(cfg.workflow) == 2:
-        val = copy.deepcopy(cfg.data.val)
-        val.pipeline = cfg.data.train.get('pipeline', val.get('pipeline'))
-        datasets.append(build_dataset(val))
+        val, _ = split_settings(cfg.data, 'val')
+        val.pipeline = train_cfg.get('pipeline', val.get('pipeline'))
+        datasets.append(build_dataset(val, resolver=resolver))
     meta = dict(config=cfg.pretty_text, seed=seed, exp_name=osp.basename(
         args.config))
     classes = getattr(datasets[0], 'CLASSES', None)
@@ -127,3 +132,6 @@ if __name__ == '__main__':
     except KeyboardInterrupt:  # train_model logged how to continue
         print('KeyboardInterrupt: training interrupted', file=sys.stderr)
         sys.exit(130)
+    except Preempted as exc:  # resumable: train_model logged how
+        print(f'Preempted: {exc}', file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)

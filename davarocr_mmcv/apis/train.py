@@ -2,14 +2,16 @@
 import copy
 
 from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
-                         build_runner)
+                         build_runner, get_dist_info)
 from mmcv.utils import build_from_cfg, get_logger
 
 from ..core.metrics import notify
+from ..core.preempt import Preempted
 from ..core.progress import is_iter_based_type
 from ..core.resume import resume_or_load
-from ..hooks import DavarDistEvalHook, DavarEvalHook
-from .builder import build_dataset, build_eval_dataloader
+from ..hooks import DavarDistEvalHook, DavarEvalHook, PreemptionHook
+from .builder import (Resolver, build_dataset, build_eval_dataloader,
+                      build_sampler, split_settings)
 from .dist import wrap_model
 
 #: evaluation.type -> (single-process hook, distributed hook)
@@ -46,29 +48,78 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
     return cls(dataloader, **cfg), priority
 
 
-def _loader(dataset, data_cfg, distributed, seed, runner_type):
+def _loader(dataset, settings, sampler_cfg, distributed, seed, runner_type,
+            resolver):
     """The training loader: shuffled; endless for an iteration-based runner
-    (IterBasedRunner or a subclass).
+    (IterBasedRunner or a subclass). ``settings``: ``split_settings``'s.
 
-    mmdet's endless samplers agree on their seed through a CUDA tensor;
-    without CUDA a distributed iteration-based runner gets the finite
-    distributed sampler instead, which mmcv's IterLoader starts again at
-    each pass (with a new epoch number, so a new shuffle).
+    With ``data.sampler`` (``sampler_cfg``, DavarOCR's), that sampler
+    picks the samples: built from the sampler registries with the dataset
+    and ``samples_per_gpu``, finite (mmcv's IterLoader starts it again at
+    each pass). Otherwise mmdet's group samplers do; mmdet's endless
+    samplers agree on their seed through a CUDA tensor, so without CUDA a
+    distributed iteration-based runner gets the finite distributed sampler
+    instead, which IterLoader starts again at each pass (with a new epoch
+    number, so a new shuffle).
     """
     import torch
     from mmdet.datasets import build_dataloader
+    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
+    if sampler_cfg is not None:
+        return _sampled_loader(dataset, settings, sampler_cfg, distributed,
+                               seed, resolver)
+    flag = getattr(dataset, 'flag', None)
+    if flag is not None and not hasattr(flag, 'astype'):
+        raise ValueError(
+            f'{type(dataset).__name__} groups its samples in a '
+            f'{type(flag).__name__} flag, which mmdet\'s group samplers '
+            'cannot read: give data.sampler (for DavarOCR\'s multi-dataset, '
+            "dict(type='BatchBalancedSampler', mode=0), or "
+            "'DistBatchBalancedSampler' when distributed)")
     endless = is_iter_based_type(runner_type) and \
         (not distributed or torch.cuda.is_available())
     return build_dataloader(
-        dataset,
-        data_cfg.samples_per_gpu,
-        data_cfg.workers_per_gpu,
+        dataset, samples, workers,
         num_gpus=1,
         dist=distributed,
         shuffle=True,
         seed=seed,
         runner_type='IterBasedRunner' if endless else 'EpochBasedRunner',
-        persistent_workers=data_cfg.get('persistent_workers', False))
+        persistent_workers=settings['persistent_workers'],
+        pin_memory=settings['pin_memory'])
+
+
+def _sampled_loader(dataset, settings, sampler_cfg, distributed, seed,
+                    resolver):
+    """A loader whose sampler is ``data.sampler``, as DavarOCR's
+    ``davar_build_dataloader`` builds it."""
+    from functools import partial
+
+    from mmcv.parallel import collate
+    from mmdet.datasets.builder import worker_init_fn
+    from torch.utils.data import DataLoader, DistributedSampler
+    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
+    sampler = build_sampler(sampler_cfg, dataset, samples, resolver)
+    rank, world_size = get_dist_info()
+    if distributed and world_size > 1 and rank == 0 and \
+            not isinstance(sampler, DistributedSampler):
+        get_logger('davarocr_mmcv').warning(
+            f'data.sampler {type(sampler).__name__} is not a distributed '
+            f'sampler: each of the {world_size} processes draws from the '
+            'whole dataset')
+    init_fn = None if seed is None else partial(
+        worker_init_fn, num_workers=workers, rank=rank, seed=seed)
+    return DataLoader(
+        dataset, batch_size=samples, sampler=sampler, num_workers=workers,
+        collate_fn=partial(collate, samples_per_gpu=samples),
+        pin_memory=settings['pin_memory'], worker_init_fn=init_fn,
+        persistent_workers=settings['persistent_workers'])
+
+
+def _resume_command(cfg, validate):
+    from ..hooks.status import resume_command
+    return resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
+                          get_dist_info()[1], validate)
 
 
 def train_model(model, dataset, cfg, distributed=False, validate=False,
@@ -80,16 +131,20 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
     ``checkpoint_config`` (default type DavarCheckpointHook), ``log_config``
     and ``custom_hooks``, the eval hook of ``cfg.evaluation`` with
-    ``validate``, then resumes (``resume_from`` / ``auto_resume``) or loads
-    (``load_from``) and runs ``cfg.workflow``.
+    ``validate``, :class:`PreemptionHook` (``cfg.preemption``, a dict of
+    its arguments; None turns it off), then resumes (``resume_from`` /
+    ``auto_resume``) or loads (``load_from``) and runs ``cfg.workflow``.
     """
     logger = get_logger('davarocr_mmcv', log_level=cfg.get('log_level',
                                                             'INFO'))
     datasets = dataset if isinstance(dataset, (list, tuple)) else [dataset]
     runner_cfg = copy.deepcopy(cfg.runner)
     runner_type = runner_cfg['type']
+    resolver = Resolver.of(cfg)
+    _, settings = split_settings(cfg.data, 'train')
     loaders = [
-        _loader(ds, cfg.data, distributed, cfg.get('seed'), runner_type)
+        _loader(ds, settings, cfg.data.get('sampler'), distributed,
+                cfg.get('seed'), runner_type, resolver)
         for ds in datasets
     ]
     model = wrap_model(model, distributed,
@@ -110,32 +165,41 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         runner.register_hook(DistSamplerSeedHook())
 
     if validate:
-        val_samples = cfg.data.get('val_dataloader', {}).get(
-            'samples_per_gpu', cfg.data.samples_per_gpu)
-        val_dataset = build_dataset(cfg.data.val, dict(test_mode=True))
+        val_cfg, val = split_settings(cfg.data, 'val')
+        val_dataset = build_dataset(val_cfg, dict(test_mode=True), resolver)
         # finite and in order, whatever the runner
         val_loader = build_eval_dataloader(
-            val_dataset, val_samples, cfg.data.workers_per_gpu, distributed,
-            persistent_workers=cfg.data.get('persistent_workers', False))
+            val_dataset, val['samples_per_gpu'], val['workers_per_gpu'],
+            distributed, persistent_workers=val['persistent_workers'],
+            pin_memory=val['pin_memory'])
         hook, priority = build_eval_hook(cfg.get('evaluation'), val_loader,
                                          distributed, runner_type, logger)
         runner.register_hook(hook, priority=priority)
+
+    preemption = cfg.get('preemption', {})
+    if preemption is not None and not any(
+            isinstance(h, PreemptionHook) for h in runner.hooks):
+        # SIGTERM / SIGUSR1: save, stop every rank, exit 75
+        runner.register_hook(PreemptionHook(**preemption), priority='LOWEST')
 
     # rank 0 decides and reads; the others get its state if they cannot
     resume_or_load(runner, cfg, logger, distributed)
     try:
         runner.run(loaders, cfg.workflow)
     except KeyboardInterrupt as exc:  # Ctrl-C: say how to continue
-        from mmcv.runner import get_dist_info
-        from ..hooks.status import resume_command
-        rank, world_size = get_dist_info()
-        command = resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
-                                 world_size, validate)
+        command = _resume_command(cfg, validate)
         notify(runner, 'on_train_interrupt', exc, command)
-        if rank == 0:
+        if get_dist_info()[0] == 0:
             logger.warning(f'training interrupted at epoch '
                            f'{runner.epoch + 1}, iter {runner.iter}; '
                            f'continue it with:\n  {command}')
+        raise
+    except Preempted as exc:  # the checkpoint is written: say how to go on
+        command = _resume_command(cfg, validate)
+        notify(runner, 'on_train_preempted', exc, command)
+        if get_dist_info()[0] == 0:
+            logger.warning(f'{exc}; exit status {exc.code}; continue it '
+                           f'with:\n  {command}')
         raise
     except BaseException as exc:
         notify(runner, 'on_train_failure', exc)

@@ -41,13 +41,53 @@ def current_point(runner, unit):
     return Point('iter', runner.iter + 1, runner.iter + 1)
 
 
+#: Checkpoint meta entry: where inside the epoch in progress it was written.
+EPOCH_POSITION = 'epoch_position'
+
+
+def epoch_position(runner, point):
+    """Where ``point`` (an iteration inside an epoch of an epoch-based
+    runner) stands in its epoch: ``batches_done`` of ``batches``, the
+    number of processes, and what the runner's ``data_state()`` adds, if
+    it has one (the random states of the epoch's data order)."""
+    start = runner.iter - runner.inner_iter  # the epoch's first iteration
+    loader = getattr(runner, 'data_loader', None)
+    position = dict(batches_done=point.iters_done - start,
+                    batches=None if loader is None else len(loader),
+                    world_size=runner.world_size)
+    data_state = getattr(runner, 'data_state', None)
+    if data_state is not None:
+        position.update(data_state())
+    return position
+
+
 def checkpoint_meta(runner, point):
     """``epoch``/``iter`` for a checkpoint's meta, so that a resume continues
-    after ``point``: mmcv's values for its own save points, and for an
-    iteration inside an unfinished epoch, that epoch restarts."""
+    after ``point``: mmcv's values for its own save points; for an
+    iteration inside an epoch, the epoch in progress and, under
+    :data:`EPOCH_POSITION`, how far into it (see :func:`resume_position`)."""
     if point.unit == 'epoch' or is_iter_based(runner):
         return dict(epoch=runner.epoch + 1, iter=point.iters_done)
-    return dict(epoch=runner.epoch, iter=point.iters_done)
+    return {'epoch': runner.epoch, 'iter': point.iters_done,
+            EPOCH_POSITION: epoch_position(runner, point)}
+
+
+def resume_position(runner, position):
+    """Set an epoch-based ``runner``, resumed at the ``iter`` of a
+    checkpoint written inside an epoch, to continue after ``position``
+    (:func:`epoch_position`): the runner's own ``resume_in_epoch`` when it
+    has one (:class:`~davarocr_mmcv.runner.DavarEpochBasedRunner`), else
+    that epoch restarts, with the iteration count of its start, as mmcv's
+    ``EpochBasedRunner`` can only do."""
+    own = getattr(runner, 'resume_in_epoch', None)
+    if own is not None and own(position):
+        return
+    runner._iter -= position['batches_done']
+    if own is None:
+        runner.logger.info(
+            f'{type(runner).__name__} cannot resume inside an epoch: epoch '
+            f'{runner.epoch + 1} restarts from its first batch (iter '
+            f'{runner.iter}); DavarEpochBasedRunner would continue it')
 
 
 def max_steps(runner, unit):

@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..serialization import load_checkpoint_file
-from .progress import is_iter_based
+from .progress import EPOCH_POSITION, is_iter_based, resume_position
 
 
 class CheckpointLoadError(RuntimeError):
@@ -101,17 +101,23 @@ def load_weights(runner, ckpt):
 
 def restore(runner, ckpt, resume_optimizer=True):
     """Resume ``runner`` from the loaded checkpoint dict ``ckpt``: weights,
-    epoch and iteration, ``runner.meta`` (``hook_msgs`` included, for both
-    runner types) and the optimizer state when present. As mmcv does, an
+    epoch and iteration (inside an epoch, see
+    :func:`~davarocr_mmcv.core.progress.resume_position`), ``runner.meta``
+    (``hook_msgs`` included, for both runner types) and the optimizer
+    state when present. As mmcv does, an
     EpochBasedRunner's iteration is rescaled when the number of processes
     changed since the checkpoint was written."""
-    meta = ckpt['meta']
+    meta = dict(ckpt['meta'])
+    position = meta.pop(EPOCH_POSITION, None)  # the runner's, not meta
     load_weights(runner, ckpt)
     runner._epoch = meta['epoch']
     runner._iter = meta['iter']
     if is_iter_based(runner):
         runner._inner_iter = meta['iter']
-    elif 'config' in meta:
+        position = None
+    if position:  # written inside an epoch
+        resume_position(runner, position)
+    if not is_iter_based(runner) and 'config' in meta:
         from mmcv import Config
         try:
             previous = Config.fromstring(meta['config'], '.py').get(

@@ -192,6 +192,7 @@ class DavarCheckpointHook(CheckpointHook):
         self._heard_eval = False
         self._warned_no_eval = False
         self._latest_stale = False  # a best newer than the latest file
+        self._saved_key = None  # the point of the newest regular file
 
     @classmethod
     def _check_unknown(cls, kwargs):
@@ -299,6 +300,26 @@ class DavarCheckpointHook(CheckpointHook):
         return point.unit == 'epoch' or is_iter_based(runner) or \
             self.intervals['epoch'] is None
 
+    def save_resumable(self, runner, point):
+        """Write the state at ``point`` so that training can continue from
+        it (a pre-emption, :class:`PreemptionHook`), whatever the schedule
+        and the milestone: ``latest_model.pth`` in lightweight mode, else
+        the regular file of ``point``. Nothing new when the newest file
+        already holds ``point``. Waits for the write; returns the path to
+        resume from."""
+        if self._pending is not None:  # its evaluation never reported
+            pending, self._pending = self._pending[0], None
+            self._act(runner, pending)
+        if self._saved_key != point.key:
+            if self.sync_buffer:
+                sync_buffers(runner.model)
+            if self.tracker is None:
+                self._save_general(runner, point)
+            else:
+                self._save_latest(runner, point)
+        self.writer.wait()
+        return hook_msgs(runner).get('last_ckpt')
+
     def _past_milestone(self, runner, point):
         return point.step > int(max_steps(runner, point.unit) *
                                 self.model_milestone)
@@ -317,6 +338,7 @@ class DavarCheckpointHook(CheckpointHook):
 
     # --------------------------------------------------------------- WHAT
     def _save_general(self, runner, point):
+        self._saved_key = point.key
         name = self.filename_tmpls[point.unit].format(point.step)
         runner.logger.info(f'Saving checkpoint at {point.step} {point.unit}s')
         self._submit(runner, [
@@ -365,6 +387,7 @@ class DavarCheckpointHook(CheckpointHook):
                 f'saved. Register an eval hook (evaluation=dict(...), '
                 f'--validate) to keep {self.best_filename}.')
         self._latest_stale = False
+        self._saved_key = point.key
         self._submit(runner, [self._step(
             runner, point, self.latest_filename,
             dict(last_ckpt=self.writer.path(self.latest_filename)),

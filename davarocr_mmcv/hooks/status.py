@@ -13,13 +13,15 @@ from mmcv.runner import HOOKS, Hook, get_dist_info
 
 from ..core.metrics import hook_msgs
 from ..core.observe import observe_evaluations
+from ..core.preempt import Preempted
 from ..core.writer import atomic_write
 from ..serialization import to_plain
 
 #: File written into ``work_dir``.
 STATUS_FILE = 'status.json'
 #: Values of the ``state`` field.
-STATES = ('training', 'evaluating', 'finished', 'failed', 'interrupted')
+STATES = ('training', 'evaluating', 'finished', 'failed', 'interrupted',
+          'preempted')
 _BEST_FIELDS = ('score', 'unit', 'step', 'ckpt')
 
 
@@ -98,7 +100,8 @@ def _values(values):
 def format_status(status):
     """``status`` (the content of status.json) as a few readable lines."""
     state = status.get('state', '?')
-    if state in ('failed', 'interrupted') and status.get('error'):
+    if state in ('failed', 'interrupted', 'preempted') and \
+            status.get('error'):
         state += f" ({status['error']})"
     lines = [f'state:    {state}',
              f"host:     {status.get('host')} pid {status.get('pid')}",
@@ -136,7 +139,7 @@ class TrainStatusHook(Hook):
     The file is replaced atomically (a reader never sees a partial file),
     only on global rank 0: at the start, every ``interval`` iterations, at
     each state change (evaluating, back to training, finished, failed,
-    interrupted).
+    interrupted, preempted).
     Other iterations cost one modulo. A failed write is logged once and
     never stops training.
 
@@ -179,7 +182,9 @@ class TrainStatusHook(Hook):
         self._refresh(runner, runner.iter)
 
     def before_train_epoch(self, runner):
-        self.epoch_start_iter = runner.iter
+        # a resumed epoch starts after the batches trained before
+        self.epoch_start_iter = runner.iter - getattr(runner,
+                                                      'resumed_batches', 0)
 
     def before_train_iter(self, runner):
         # Hooks notified after this one may have set a new best after the
@@ -211,6 +216,9 @@ class TrainStatusHook(Hook):
         if isinstance(exc, KeyboardInterrupt):
             self.on_train_interrupt(runner, exc)
             return
+        if isinstance(exc, Preempted):
+            self.on_train_preempted(runner, exc)
+            return
         self.state = 'failed'
         message = str(exc)
         self.error = type(exc).__name__ + (f': {message}' if message else '')
@@ -223,6 +231,16 @@ class TrainStatusHook(Hook):
         self.error = type(exc).__name__
         self.resume = resume
         self._refresh(runner, runner.iter)
+
+    def on_train_preempted(self, runner, exc, resume=None):
+        """A pre-emption signal (:class:`PreemptionHook`): state
+        'preempted', ``error`` the signal, ``last_ckpt`` the checkpoint
+        written at the iteration it stopped at, and the command that
+        continues the training when ``resume`` is given."""
+        self.state = 'preempted'
+        self.error = exc.signal_name
+        self.resume = resume
+        self._refresh(runner, exc.iter)
 
     # --------------------------------------------------------------- WHAT
     def _best(self, runner):

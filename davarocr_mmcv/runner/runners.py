@@ -1,20 +1,27 @@
-"""mmcv 1.7.1's runners without the 2 s pause at each epoch transition.
+"""mmcv 1.7.1's runners without the 2 s pause at each epoch transition,
+and an epoch runner that resumes in the middle of an epoch.
 
 ``EpochBasedRunner.train`` / ``val`` and ``IterLoader.__next__`` (used by
 ``IterBasedRunner``) call ``time.sleep(2)`` whenever an epoch begins. The
-classes here run mmcv's own code for those methods, the same bytecode, with
-the module-level name ``time`` looked up in a namespace where ``sleep``
-returns at once. Everything else is inherited unchanged, including the
-1 s pause at the end of ``run``.
+classes here run mmcv's own code for ``val`` and ``IterLoader.__next__``,
+the same bytecode, with the module-level name ``time`` looked up in a
+namespace where ``sleep`` returns at once. ``DavarEpochBasedRunner.train``
+is mmcv's loop (same hooks in the same order) that can start after the
+batches of an interrupted epoch already trained (see
+:meth:`DavarEpochBasedRunner.resume_in_epoch`). Everything else is
+inherited unchanged, including the 1 s pause at the end of ``run``.
 """
 import functools
 import inspect
+import random
 import time
 import types
 
+import numpy as np
 import torch
 from mmcv.runner import RUNNERS, EpochBasedRunner, IterBasedRunner
 from mmcv.runner.iter_based_runner import IterLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 
 class _NoPauseTime:
@@ -46,16 +53,223 @@ def with_globals(func, **names):
 _NO_PAUSE = _NoPauseTime()
 
 
+def rng_state():
+    """The global random states that decide a data loader's order (torch's
+    for ``RandomSampler`` and the workers' seeds, numpy's for mmdet's
+    ``GroupSampler``, Python's), as plain values and a CPU tensor."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return dict(torch=torch.get_rng_state(),
+                numpy=[kind, keys.tolist(), int(pos), int(has_gauss),
+                       float(cached)],
+                python=[version, list(internal), gauss])
+
+
+def set_rng_state(state):
+    """Put back what :func:`rng_state` returned."""
+    torch.set_rng_state(state['torch'])
+    kind, keys, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos,
+                         has_gauss, cached))
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+
+
+_END = object()
+
+
+def _skip(iterator, count):
+    for _ in range(count):
+        if next(iterator, _END) is _END:
+            break
+    return iterator
+
+
+class _Skipping:
+    """An iterator over ``iterator`` after its first ``skip`` items, which
+    are taken at the first ``next`` or :meth:`draw`."""
+
+    def __init__(self, iterator, skip):
+        self.iterator = iterator
+        self.skip = skip
+
+    def __iter__(self):
+        return self
+
+    def draw(self):
+        skip, self.skip = self.skip, 0
+        _skip(self.iterator, skip)
+
+    def __next__(self):
+        self.draw()
+        return next(self.iterator)
+
+
+class SkipBatches:
+    """The batches of ``batch_sampler`` after the first ``skip``: their
+    indices are drawn, from the same random state at the same moment of
+    the iteration (so the order is the same), but no data is loaded."""
+
+    def __init__(self, batch_sampler, skip):
+        self.batch_sampler = batch_sampler
+        self.skip = skip
+        self.current = None
+
+    def __iter__(self):
+        self.current = _Skipping(iter(self.batch_sampler), self.skip)
+        return self.current
+
+    def draw(self):
+        """Draw the order of the iteration under way now, as a data loader
+        with workers does when it starts."""
+        if self.current is not None:
+            self.current.draw()
+
+    def __len__(self):
+        return max(len(self.batch_sampler) - self.skip, 0)
+
+
+def remaining_batches(loader, skip):
+    """An iterator over what is left of one pass over ``loader`` after
+    ``skip`` batches, in the order of a pass started now; that order is
+    drawn before this returns. A torch ``DataLoader`` over a map-style
+    dataset loads only those batches (a loader like it, over the same
+    dataset, whose batch sampler drops the first ``skip``); any other
+    iterable loads the skipped batches and drops them."""
+    if not skip:
+        return iter(loader)
+    if isinstance(loader, DataLoader) and loader.batch_sampler is not None \
+            and not isinstance(loader.dataset, IterableDataset):
+        extra = {}
+        if 'in_order' in inspect.signature(DataLoader).parameters:
+            extra['in_order'] = getattr(loader, 'in_order', True)
+        remaining = SkipBatches(loader.batch_sampler, skip)
+        iterator = iter(DataLoader(
+            loader.dataset,
+            batch_sampler=remaining,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
+            multiprocessing_context=loader.multiprocessing_context,
+            generator=loader.generator,
+            prefetch_factor=loader.prefetch_factor
+            if loader.num_workers else None,
+            persistent_workers=False,
+            pin_memory_device=loader.pin_memory_device, **extra))
+        remaining.draw()
+        return iterator
+    return _skip(iter(loader), skip)
+
+
 @RUNNERS.register_module()
 class DavarEpochBasedRunner(EpochBasedRunner):
     """mmcv's ``EpochBasedRunner`` without the 2 s sleep at the start of
-    every train and val epoch. Same arguments, hooks, checkpoints and logs.
+    every train and val epoch, that resumes in the middle of an epoch. Same
+    arguments, hooks, checkpoints and logs.
+
+    A checkpoint written inside an epoch records how many of its batches
+    were trained (and, in one process, the random states its data order
+    came from); resuming from it continues that epoch with the same data
+    order after those batches, so no finished iteration is repeated or
+    lost.
 
     Use it with ``runner = dict(type='DavarEpochBasedRunner',
     max_epochs=N)``.
     """
 
-    train = with_globals(EpochBasedRunner.train, time=_NO_PAUSE)
+    #: Batches of the epoch in progress trained before the checkpoint the
+    #: run resumed from (skipped by ``train``), and that epoch's position
+    #: as recorded; reset when the epoch starts.
+    resumed_batches = 0
+    _resume_position = None
+    #: Random states the current epoch's data order was drawn from (one
+    #: process; distributed samplers are seeded by the epoch).
+    epoch_rng = None
+
+    def data_state(self):
+        """What a checkpoint written inside an epoch records, in one
+        process, besides how many batches were trained: the random states
+        the epoch's order was drawn from (``rng``), and those of now
+        (``rng_now``), so that a resume draws the same order and then goes
+        on with the random numbers the uninterrupted run would have used.
+        Empty when distributed: the samplers are seeded by the epoch."""
+        if self.world_size != 1 or self.epoch_rng is None:
+            return {}
+        return dict(rng=self.epoch_rng, rng_now=rng_state())
+
+    def resume_in_epoch(self, position):
+        """Continue the epoch in progress (``self.epoch``) after
+        ``position['batches_done']`` batches (see
+        :func:`davarocr_mmcv.core.progress.epoch_position`).
+
+        Returns:
+            bool: False when it cannot (another number of processes): the
+            epoch then restarts.
+        """
+        if position.get('world_size') != self.world_size:
+            self.logger.warning(
+                f'the checkpoint was written inside epoch {self.epoch + 1} '
+                f'by {position.get("world_size")} process(es), now '
+                f'{self.world_size}: that epoch restarts from its first '
+                'batch')
+            return False
+        self._resume_position = position
+        return True
+
+    def _take_resume_point(self, data_loader):
+        """The position of the epoch beginning now: batches to skip, and
+        the random states to draw its order from and to go on with (each
+        None when not recorded)."""
+        position, self._resume_position = self._resume_position, None
+        if not position:
+            return 0, None, None
+        done = position['batches_done']
+        if position.get('batches') != len(data_loader):
+            self.logger.warning(
+                f'the data loader has {len(data_loader)} batches, '
+                f'{position.get("batches")} when the checkpoint was written '
+                f'inside epoch {self.epoch + 1}: that epoch restarts from '
+                'its first batch')
+            self._iter -= done
+            return 0, None, None
+        self.logger.info(f'epoch {self.epoch + 1} continues after its '
+                         f'first {done} batches (iter {self._iter})')
+        if self.world_size != 1:
+            return done, None, None
+        # with nothing to skip the order is drawn later, at the first batch
+        return done, position.get('rng'), \
+            position.get('rng_now') if done else None
+
+    def train(self, data_loader, **kwargs):
+        self.model.train()
+        self.mode = 'train'
+        self.data_loader = data_loader
+        self._max_iters = self._max_epochs * len(self.data_loader)
+        skip, rng, rng_now = self._take_resume_point(data_loader)
+        self.resumed_batches = skip
+        self.call_hook('before_train_epoch')
+        # no sleep here (mmcv's 2 s one)
+        if rng is not None:
+            set_rng_state(rng)
+        self.epoch_rng = rng_state() if self.world_size == 1 else None
+        batches = remaining_batches(self.data_loader, skip)  # order drawn
+        if rng_now is not None:
+            set_rng_state(rng_now)
+        for i, data_batch in enumerate(batches, start=skip):
+            self.data_batch = data_batch
+            self._inner_iter = i
+            self.call_hook('before_train_iter')
+            self.run_iter(data_batch, train_mode=True, **kwargs)
+            self.call_hook('after_train_iter')
+            del self.data_batch
+            self._iter += 1
+
+        self.call_hook('after_train_epoch')
+        self._epoch += 1
+        self.resumed_batches = 0
+
     # mmcv decorates val with torch.no_grad(); the copy keeps it
     val = torch.no_grad()(with_globals(EpochBasedRunner.val, time=_NO_PAUSE))
 

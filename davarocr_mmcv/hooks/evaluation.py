@@ -431,27 +431,3 @@ class DavarDistEvalHook(DavarEvalHook, DistEvalHook):
     def _evaluates_here(self, runner):
         return get_dist_info()[0] == 0
 
-
-#: mmcv's class names, taken by the Davar hooks where nobody else holds them.
-MMCV_NAMES = (('EvalHook', DavarEvalHook), ('DistEvalHook', DavarDistEvalHook))
-
-
-def register_mmcv_names(registry=HOOKS):
-    """Make ``type='EvalHook'`` / ``type='DistEvalHook'`` buildable from
-    ``HOOKS`` (mmcv 1.7.1 registers neither): they build DavarEvalHook /
-    DavarDistEvalHook, subclasses of mmcv's classes taking their arguments.
-    A name some other package registered first keeps its class, with a
-    warning; a package registering it later needs ``force=True``.
-    """
-    for name, cls in MMCV_NAMES:
-        holder = registry.module_dict.get(name)
-        if holder is None:
-            registry.register_module(name=name, module=cls)
-        elif holder is not cls:
-            warnings.warn(
-                f"HOOKS already holds {name!r} ({holder.__module__}."
-                f"{holder.__qualname__}); type={name!r} builds that class. "
-                f"Write type='{cls.__name__}' for davarocr_mmcv's.")
-
-
-register_mmcv_names()

@@ -53,7 +53,7 @@ class PreemptProbe(Hook):
         rank = get_dist_info()[0]
         if self.log:
             outputs = runner.outputs or {}
-            line = dict(iter=done, epoch=runner.epoch,
+            line = dict(iter=done, epoch=runner.epoch, pid=os.getpid(),
                         inner=runner.inner_iter,
                         batch=digest(runner.data_batch),
                         loss=outputs.get('log_vars', {}).get('loss'))

@@ -20,7 +20,9 @@ if [ "$NNODES" -gt 1 ] && { [ -z "${PORT:-}" ] || [ -z "${MASTER_ADDR:-}" ]; }; 
 fi
 PORT=${PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" \
+# tools/torchrun.py is torchrun, also forwarding SIGUSR1 and exiting 75 when
+# the workers were pre-empted (README "Pre-emption")
+exec "$PYTHON" "$DIR/torchrun.py" --nnodes="$NNODES" \
   --node_rank="$NODE_RANK" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
   --nproc_per_node="$NPROC" --master_port="$PORT" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -19,6 +19,7 @@ from davarocr_mmcv.apis import (build_dataset,  # noqa: E402
                                 build_eval_dataloader, build_model,
                                 import_custom_modules, init_dist,
                                 multi_gpu_test, single_gpu_test, wrap_model)
+from davarocr_mmcv.apis.builder import Resolver, split_settings  # noqa: E402
 from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
 
 
@@ -55,17 +56,18 @@ def main(argv=None):
         init_dist(args.launcher, **dict(cfg.get('dist_params') or {}))
     rank, _ = get_dist_info()
 
-    test_cfg = cfg.data.test
-    if isinstance(test_cfg, dict):
-        test_cfg.test_mode = True
-    # types mmdet lacks come from the other registries of its tree
-    dataset = build_dataset(test_cfg)
+    # a type is found in every loaded registry: the one the top-level
+    # type names, then the imported toolboxes', then mmdet's (apis/builder)
+    resolver = Resolver.of(cfg)
+    test_cfg, settings = split_settings(cfg.data, 'test')
+    dataset = build_dataset(test_cfg, dict(test_mode=True), resolver)
     loader = build_eval_dataloader(
-        dataset, cfg.data.get('test_dataloader', {}).get('samples_per_gpu',
-                                                         1),
-        cfg.data.workers_per_gpu, distributed)
+        dataset, settings['samples_per_gpu'], settings['workers_per_gpu'],
+        distributed, persistent_workers=settings['persistent_workers'],
+        pin_memory=settings['pin_memory'])
     cfg.model.pop('pretrained', None)
-    model = build_model(cfg.model, test_cfg=cfg.get('test_cfg'))
+    model = build_model(cfg.model, test_cfg=cfg.get('test_cfg'),
+                        resolver=resolver)
     checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
     if 'CLASSES' in checkpoint.get('meta', {}):
         model.CLASSES = checkpoint['meta']['CLASSES']

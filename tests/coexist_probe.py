@@ -3,13 +3,8 @@ fresh interpreter; then builds DavarOCR's registry names the way a DavarOCR
 config does and prints one JSON line: the module of each class built, and
 every warning raised while importing, after "PROBE "
 (see test_davarocr_coexist.py).
-
-An argument ``FILE.py`` is run as a module of its own (not as part of its
-package), so that a module of davarocr_mmcv can act before davarocr_mmcv
-itself is imported.
 """
 import importlib
-import importlib.util
 import json
 import logging
 import sys
@@ -17,20 +12,11 @@ import tempfile
 import warnings
 
 
-def load(name):
-    if not name.endswith('.py'):
-        return importlib.import_module(name)
-    spec = importlib.util.spec_from_file_location('standalone', name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(names):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         for name in names:
-            load(name)
+            importlib.import_module(name)
 
     import torch
     from mmcv.runner import HOOKS, RUNNERS, build_runner

@@ -7,6 +7,7 @@ The fixture tests/fixtures/fake_davarocr_mmcv registers the same names as
 DavarOCR's ``davarocr.mmcv``. The last tests use DavarOCR's real source
 where it is present (``DAVAROCR_SRC``, default /tmp/davar_src).
 """
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -81,13 +82,104 @@ def test_either_order_builds_ours_with_one_warning(order, fate, where):
     assert warning['filename'].endswith(where)
 
 
+# ----------------------------------------------------- the opt-in line
+OPT_IN = r"""
+import importlib.util, warnings
+import mmdet.models.builder
+from mmcv.runner import HOOKS
+from mmcv.utils import build_from_cfg
+from mmdet.models.builder import LOSSES
+before = dict(build=hasattr(mmdet.models.builder, 'build'),
+              six=importlib.util.find_spec('torch._six') is not None,
+              warpctc=importlib.util.find_spec('warpctc_pytorch') is not None)
+assert not any(before.values()), before  # nothing changes without the line
+import davarocr_mmcv.compat.davarocr
+
+# 1. mmdet 2.11's build: one config, or a list into an nn.Sequential, from
+# mmdet's registries and from a registry with no parent
+from mmdet.models.builder import build
+from mmcv.utils import Registry
+from torch import nn
+assert build(dict(type='L1Loss'), LOSSES, dict(loss_weight=2.)).loss_weight == 2
+seq = build([dict(type='L1Loss'), dict(type='SmoothL1Loss')], LOSSES)
+assert type(seq).__name__ == 'Sequential' and len(seq) == 2
+ALONE = Registry('recognizor', scope='fake')
+ALONE.register_module(module=nn.Identity)
+assert type(build(dict(type='Identity'), ALONE)) is nn.Identity
+# 2. torch._six holds inf, and only inf
+from torch._six import inf
+assert inf == float('inf')
+try:
+    from torch._six import string_classes
+except ImportError:
+    pass
+else:
+    raise AssertionError('torch._six holds more than inf')
+# 3. warpctc_pytorch imports; its CTCLoss says what to do
+import warpctc_pytorch
+try:
+    warpctc_pytorch.CTCLoss(blank=0, size_average=True)
+except ImportError as e:
+    print('WARPCTC', e)
+# 4. a DavarOCR class takes a name mmdet holds, with a warning
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    import davarocr.davar_det
+loss = build_from_cfg(dict(type='DiceLoss'), LOSSES)
+assert loss.davarocr_s, type(loss)
+print('DICE', [str(w.message) for w in caught if 'DiceLoss' in str(w.message)])
+# ... any other package still gets mmcv's KeyError
+class DiceLoss:
+    pass
+try:
+    LOSSES.register_module(module=DiceLoss)
+except KeyError as e:
+    print('KEYERROR', e)
+"""
+
+
+def test_opt_in_line_changes_exactly_what_it_documents():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, FAKE]))
+    code, out = run_bounded([sys.executable, '-c', OPT_IN], env=env)
+    assert code == 0, out
+    lines = {line.split(' ', 1)[0]: line.split(' ', 1)[1]
+             for line in out.splitlines()
+             if line.split(' ', 1)[0] in ('WARPCTC', 'DICE', 'KEYERROR')}
+    assert lines['WARPCTC'] == (
+        "warpctc_pytorch is not installed: this is davarocr_mmcv's stand-in "
+        "(davarocr_mmcv.compat.davarocr), which only lets DavarOCR's "
+        "davar_rcg import. Install warp-ctc's PyTorch bindings (DavarOCR's "
+        "davar_rcg/third_party/warp-ctc-pytorch_bindings) to use "
+        "WarpCTCLoss, or use torch's CTC loss: loss=dict(type='CTCLoss').")
+    assert lines['DICE'] == str([
+        "'DiceLoss' in mmdet's models registry builds DavarOCR's "
+        "davarocr.davar_det.DiceLoss, not mmdet's "
+        "mmdet.models.losses.dice_loss.DiceLoss "
+        "(davarocr_mmcv.compat.davarocr): mmdet 2.11, which DavarOCR was "
+        "written for, had no class of that name."])
+    assert lines['KEYERROR'] == "'DiceLoss is already registered in models'"
+
+
 # ------------------------------------------- DavarOCR's own source
 DAVAROCR_SRC = os.environ.get('DAVAROCR_SRC', '/tmp/davar_src')
 
 
-needs_davarocr = pytest.mark.skipif(
-    not osp.isfile(osp.join(DAVAROCR_SRC, 'davarocr', 'mmcv', '__init__.py')),
-    reason=f'no DavarOCR source at {DAVAROCR_SRC} (set DAVAROCR_SRC)')
+def davarocr_missing():
+    """Why DavarOCR's real source cannot be imported here, or ''."""
+    if not osp.isfile(osp.join(DAVAROCR_SRC, 'davarocr', 'mmcv',
+                               '__init__.py')):
+        return f'no DavarOCR source at {DAVAROCR_SRC} (set DAVAROCR_SRC)'
+    # a few of DavarOCR's requirements that any `import davarocr` needs;
+    # probe() skips on any other one missing
+    missing = [name for name in ('lmdb', 'Levenshtein', 'Polygon', 'nltk',
+                                 'transformers', 'seqeval', 'apted')
+               if importlib.util.find_spec(name) is None]
+    return (f"DavarOCR's requirements not installed: {', '.join(missing)}"
+            if missing else '')
+
+
+needs_davarocr = pytest.mark.skipif(bool(davarocr_missing()),
+                                    reason=davarocr_missing() or '-')
 DAVAROCR = ('davarocr.davar_common', 'davarocr.davar_rcg', 'davarocr.mmcv')
 
 
@@ -97,24 +189,12 @@ DAVAROCR = ('davarocr.davar_common', 'davarocr.davar_rcg', 'davarocr.mmcv')
     (COMPAT, 'davarocr_mmcv', *DAVAROCR),
 ], ids=['davarocr_mmcv-last', 'davarocr_mmcv-second'])
 def test_davarocr_source_beside_ours_with_the_opt_in_line(order):
-    """The order a DavarOCR config's custom_imports gives. Importing the
-    opt-in module imports davarocr_mmcv first, so DavarOCR's registrations
-    are the ones skipped."""
+    """The orders a DavarOCR config's custom_imports may give. Importing
+    the opt-in module imports davarocr_mmcv first, so DavarOCR's
+    registrations are the ones skipped, in both."""
     result = probe(*order, path=DAVAROCR_SRC, timeout=600)
     assert_ours(result)
     [warning] = names_warnings(result)
     assert '(first: davarocr.mmcv.runner.hooks.davar_checkpoint.' \
         'DavarCheckpointHook, not registered)' in warning['message']
 
-
-@needs_davarocr
-def test_davarocr_source_imported_before_ours():
-    """DavarOCR registered first (the opt-in module run on its own, before
-    davarocr_mmcv exists): davarocr_mmcv replaces DavarOCR's classes."""
-    compat = osp.join(ROOT, 'davarocr_mmcv', 'compat', 'davarocr.py')
-    result = probe(compat, *DAVAROCR, 'davarocr_mmcv', path=DAVAROCR_SRC,
-                   timeout=600)
-    assert_ours(result)
-    [warning] = names_warnings(result)
-    assert '(first: davarocr.mmcv.runner.hooks.davar_checkpoint.' \
-        'DavarCheckpointHook, replaced)' in warning['message']

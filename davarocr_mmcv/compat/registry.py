@@ -62,23 +62,38 @@ def register_mmcv_names(registry=HOOKS):
 def guard_davarocr_names():
     """Apply the DavarOCR rule to every later registration in ``HOOKS`` and
     ``RUNNERS``. Call it before davarocr_mmcv's classes register; calling
-    it again changes nothing.
-
-    Both registries keep mmcv's behaviour for every other name and caller:
-    the guard wraps ``_register_module`` on these two registry objects only
-    (mmcv 1.7.1's single path for ``register_module``, as a decorator or
-    with ``module=``).
-    """
+    it again changes nothing."""
     for registry, names in DAVAROCR_NAMES:
-        if '_register_module' not in vars(registry):
-            registry._register_module = _guarded(registry, frozenset(names))
+        add_rule(registry, _davarocr_names)
+
+
+def add_rule(registry, rule):
+    """Let ``rule`` settle a clash in ``registry`` that mmcv would end with
+    ``KeyError: '<name> is already registered'``.
+
+    ``rule(registry, name, holder, new)`` is asked, in the order the rules
+    were added, when class ``new`` registers ``name`` without ``force``
+    while another class ``holder`` holds it. It returns ``'replace'``
+    (``new`` takes the name), ``'keep'`` (``holder`` keeps it; the
+    registration is skipped) or None (the next rule; mmcv's KeyError after
+    the last). Registrations with ``force=True`` and of free names are
+    mmcv's. The rules wrap ``_register_module`` (mmcv 1.7.1's one path for
+    ``register_module``, as a decorator or with ``module=``) on the given
+    registry object only. Adding the same rule twice changes nothing.
+    """
+    rules = vars(registry).get('_davarocr_mmcv_rules')
+    if rules is None:
+        rules = registry._davarocr_mmcv_rules = []
+        registry._register_module = _guarded(registry, rules)
+    if rule not in rules:
+        rules.append(rule)
 
 
 def _package(cls):
     return getattr(cls, '__module__', '').partition('.')[0]
 
 
-def _guarded(registry, names):
+def _guarded(registry, rules):
     register = registry._register_module  # mmcv's, bound to registry
 
     def register_module(module, module_name=None, force=False):
@@ -88,13 +103,14 @@ def _guarded(registry, names):
         rest = []
         for name in [wanted] if isinstance(wanted, str) else wanted:
             holder = registry.module_dict.get(name)
-            clash = {_package(holder), _package(module)}
-            if name in names and holder is not module and \
-                    clash == {OURS, DAVAROCR}:
-                if _package(module) == OURS:
-                    register(module, name, True)
-                _warn_once(registry, name, module, holder)
-            else:
+            verdict = None
+            for rule in rules if holder not in (None, module) else ():
+                verdict = rule(registry, name, holder, module)
+                if verdict:
+                    break
+            if verdict == 'replace':
+                register(module, name, True)
+            elif verdict != 'keep':
                 rest.append(name)
         if rest:
             register(module, rest, force)
@@ -102,13 +118,22 @@ def _guarded(registry, names):
     return register_module
 
 
+def _davarocr_names(registry, name, holder, new):
+    names = dict(DAVAROCR_NAMES).get(registry, ())
+    if name not in names or \
+            {_package(holder), _package(new)} != {OURS, DAVAROCR}:
+        return None
+    _warn_once(name, new, holder)
+    return 'replace' if _package(new) == OURS else 'keep'
+
+
 _warned = []
 
 
-def _warn_once(registry, name, new, old):
+def _warn_once(name, new, old):
     if _warned:
         return
-    _warned.append((registry.name, name))
+    _warned.append(name)
     davar, replaced = (old, True) if _package(new) == OURS else (new, False)
     listed = ' and '.join(
         ', '.join(f"'{n}'" for n in names) + f" (mmcv's {reg.name} registry)"
@@ -121,4 +146,4 @@ def _warn_once(registry, name, new, old):
         f"{davar.__module__}.{davar.__qualname__}, "
         f"{'replaced' if replaced else 'not registered'}) and stay "
         f"importable from davarocr.mmcv. Shown once per process.",
-        DavarOCRNamesWarning, stacklevel=4)
+        DavarOCRNamesWarning, stacklevel=5)  # the line that registers

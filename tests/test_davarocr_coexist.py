@@ -100,7 +100,8 @@ import davarocr_mmcv.compat.davarocr
 from mmdet.models.builder import build
 from mmcv.utils import Registry
 from torch import nn
-assert build(dict(type='L1Loss'), LOSSES, dict(loss_weight=2.)).loss_weight == 2
+assert build(dict(type='L1Loss'), LOSSES, dict(loss_weight=2.)).loss_weight \
+    == 2
 seq = build([dict(type='L1Loss'), dict(type='SmoothL1Loss')], LOSSES)
 assert type(seq).__name__ == 'Sequential' and len(seq) == 2
 ALONE = Registry('recognizor', scope='fake')

@@ -16,6 +16,10 @@ One place, two rules, both applied by ``import davarocr_mmcv``:
   ``KeyError: '... is already registered in hook'``. One
   :class:`DavarOCRNamesWarning` per process says so. Registrations of these
   names by any other package, or with ``force=True``, behave as in mmcv.
+
+Clashes are settled by rules added to a registry with :func:`add_rule`; the
+opt-in ``davarocr_mmcv.compat.davarocr`` adds its rule for DavarOCR's
+classes over mmdet's the same way.
 """
 import inspect
 import warnings

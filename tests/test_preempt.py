@@ -25,7 +25,8 @@ from davarocr_mmcv.hooks import PreemptionHook
 from davarocr_mmcv.serialization import load_checkpoint_file
 from procs import run_bounded
 from test_tools_e2e import ENV, RECOGNITION, ROOT
-from toy import ScriptedDataset, ToyModel, make_loader, make_logger
+from toy import (ScriptedDataset, ToyModel, free_port, make_loader,
+                 make_logger)
 
 
 # ------------------------------------------------------------ in-process
@@ -362,3 +363,43 @@ def test_sigterm_to_the_torchrun_agent_stops_both_ranks(tmp_path,
     for rank in (0, 1):
         # 20 optimizer steps on each rank, as without the signal
         assert [s['iter'] for s in steps(log, rank)] == list(range(1, 21))
+
+
+WORKER = '''
+import os, signal, sys, time
+def stop(signum, frame):  # as tools/train.py does once pre-empted
+    with open(os.environ['DAVAR_PREEMPTED_FILE'], 'a') as f:
+        f.write(signal.Signals(signum).name + '\\n')
+    sys.exit(75)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGUSR1, stop)
+open(sys.argv[1] + '.ready', 'w').close()
+if sys.argv[2] == 'self':
+    os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(120)
+'''
+
+
+@pytest.mark.parametrize('who', ['agent', 'self'])
+def test_torchrun_launcher_forwards_sigusr1_and_exits_75(tmp_path, who):
+    """tools/torchrun.py, dist_train.sh's torchrun: SIGUSR1 to it reaches
+    the worker (torchrun alone would die of it), and a worker that stopped
+    on pre-emption makes it exit 75, whether torchrun was signalled or
+    only the worker was."""
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER)
+    ready = str(tmp_path / 'w')
+    args = [sys.executable, 'tools/torchrun.py', '--nproc-per-node=1',
+            '--master-port', str(free_port()), str(script), ready, who]
+    proc = start(args, ENV)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and \
+                not os.path.exists(ready + '.ready'):
+            time.sleep(0.05)
+        if who == 'agent':
+            time.sleep(0.5)  # the agent monitors its worker by then
+            proc.send_signal(signal.SIGUSR1)
+    finally:
+        code, out = finish(proc, timeout=300)
+    assert code == PREEMPTED_EXIT_CODE, out[-4000:]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up .venv with torch, a CPU build of mmcv-full 1.7.1 (compiled ops), mmdet 2.28.2
-# and davarocr_mmcv in editable mode. Idempotent: a finished setup is detected and
-# skipped; the mmcv-full wheel is cached outside the repo, keyed by torch version and
-# Python ABI, so only the first setup on a machine pays the ~12 minute build.
+# Set up .venv with torch, a CPU build of mmcv-full 1.7.1 (compiled ops), mmdet 2.28.2,
+# mmcls 0.25.0 (tests/test_mmcls.py) and davarocr_mmcv in editable mode. Idempotent:
+# a finished setup is detected and skipped; the mmcv-full wheel is cached outside the
+# repo, keyed by torch version and Python ABI, so only the first setup on a machine
+# pays the ~12 minute build.
 #
 # Environment:
 #   VENV            target virtual environment (default: .venv)
@@ -152,8 +153,8 @@ else
   step "4/6 reuse cached mmcv-full wheel from $WHEEL_DIR"
 fi
 
-step "5/6 install mmcv-full, mmdet 2.28.2 and test tools"
-quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet pytest pytest-timeout
+step "5/6 install mmcv-full, mmdet 2.28.2, mmcls 0.25.0 and test tools"
+quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet mmcls pytest pytest-timeout
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
 quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"

@@ -151,7 +151,9 @@ def test_opt_in_line_changes_exactly_what_it_documents():
         "(davarocr_mmcv.compat.davarocr), which only lets DavarOCR's "
         "davar_rcg import. Install warp-ctc's PyTorch bindings (DavarOCR's "
         "davar_rcg/third_party/warp-ctc-pytorch_bindings) to use "
-        "WarpCTCLoss, or use torch's CTC loss: loss=dict(type='CTCLoss').")
+        "WarpCTCLoss, or use torch's CTC loss: type='CTCLoss' in place of "
+        "'WarpCTCLoss' (loss_ctc=dict(type='CTCLoss', blank=0) in DavarOCR's "
+        "CTC configs).")
     assert lines['DICE'] == str([
         "'DiceLoss' in mmdet's models registry builds DavarOCR's "
         "davarocr.davar_det.DiceLoss, not mmdet's "

@@ -30,8 +30,8 @@ is written to disk; a process that does not import it sees none of them):
    that ``davar_rcg``'s ``WarpCTCLoss`` imports whenever ``davar_rcg`` is
    imported) becomes importable where it is not installed. Its ``CTCLoss``
    raises ``ImportError`` when built, saying to install warp-ctc or to use
-   ``loss=dict(type='CTCLoss')`` (torch's CTC loss); configs that use
-   ``CTCLoss`` never touch it.
+   ``type='CTCLoss'`` (DavarOCR's wrapper of torch's CTC loss); configs
+   that use ``CTCLoss`` never touch it.
 4. In mmdet's ``MODELS`` (``BACKBONES``, ``HEADS``, ``LOSSES``, ...),
    ``DATASETS`` and ``PIPELINES`` registries, a DavarOCR class (module
    ``davarocr.*``) registering a name that an mmdet class holds takes the
@@ -65,7 +65,8 @@ WARPCTC_MESSAGE = (
     "(davarocr_mmcv.compat.davarocr), which only lets DavarOCR's davar_rcg "
     "import. Install warp-ctc's PyTorch bindings (DavarOCR's "
     "davar_rcg/third_party/warp-ctc-pytorch_bindings) to use WarpCTCLoss, "
-    "or use torch's CTC loss: loss=dict(type='CTCLoss').")
+    "or use torch's CTC loss: type='CTCLoss' in place of 'WarpCTCLoss' "
+    "(loss_ctc=dict(type='CTCLoss', blank=0) in DavarOCR's CTC configs).")
 
 
 def build(cfg, registry, default_args=None):

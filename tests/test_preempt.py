@@ -403,3 +403,32 @@ def test_torchrun_launcher_forwards_sigusr1_and_exits_75(tmp_path, who):
     finally:
         code, out = finish(proc, timeout=300)
     assert code == PREEMPTED_EXIT_CODE, out[-4000:]
+
+
+def test_sigterm_to_one_rank_stops_both_at_the_same_iteration(tmp_path,
+                                                               probe_log):
+    """Only rank 1 receives the signal (slurm signalling one node): the
+    ranks agree through the process group and both stop at the same
+    iteration, rank 0 writing the checkpoint."""
+    config = write_config(tmp_path)
+    log, work = probe_log, tmp_path / 'work'
+    proc = start(dist_args(config, work),
+                 probe_env(log, mark_at=14, slow=0.5))
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline and proc.poll() is None and \
+                not os.path.exists(f'{log}.mark'):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[0][-6000:]
+        os.kill(steps(log, 1)[-1]['pid'], signal.SIGTERM)
+    finally:
+        code, out = finish(proc)
+    check(code, out, PREEMPTED_EXIT_CODE)
+    ranks = [steps(log, rank) for rank in (0, 1)]
+    stop = ranks[0][-1]['iter']
+    assert 14 <= stop < 20 and ranks[1][-1]['iter'] == stop
+    status = read_status(work)
+    assert (status['state'], status['error'], status['iter']) == \
+        ('preempted', 'SIGTERM', stop)
+    latest = load_checkpoint_file(str(work / 'latest_model.pth'))['meta']
+    assert (latest['epoch'], latest['iter']) == (1, stop)

@@ -10,6 +10,7 @@ tools/dist_train.sh starts it, with two additions for pre-emption (README,
   when it was signalled, whatever its workers did.
 """
 import os
+import signal
 import sys
 import tempfile
 
@@ -42,8 +43,14 @@ def launch(argv):
             return PREEMPTED_EXIT_CODE
         return 128 + int(exc.sigval)
     except ChildFailedError as exc:  # only the workers were signalled
-        if {f.exitcode for f in exc.failures.values()} == \
-                {PREEMPTED_EXIT_CODE}:
+        # once one exits 75, torchrun stops the others with SIGTERM, which
+        # may catch them on their way out
+        codes = {f.exitcode for f in exc.failures.values()}
+        if os.path.getsize(marker) and PREEMPTED_EXIT_CODE in codes and \
+                codes <= {PREEMPTED_EXIT_CODE, -signal.SIGTERM}:
+            print('torchrun: the workers stopped with a resumable '
+                  f'checkpoint (exit status {PREEMPTED_EXIT_CODE})',
+                  file=sys.stderr)
             return PREEMPTED_EXIT_CODE
         raise
     finally:

@@ -135,12 +135,27 @@ def test_evaluation_before_training_writes_its_val_record(
 
 
 # ------------------------------------------------- the step of the best
-@pytest.mark.parametrize('setup', ['general', 'lightweight', 'mmseg'])
+@pytest.mark.parametrize('setup', ['general', 'lightweight', 'mmseg',
+                                   'beside mmcv\'s'])
 def test_best_step_is_always_recorded(runner_factory, toy_loader, setup):
     """General mode with save_best, lightweight mode with
-    DavarCheckpointHook, and as mmseg's train_segmentor registers its eval
-    hook (IterBasedRunner, by_epoch=False, priority LOW)."""
+    DavarCheckpointHook, as mmseg's train_segmentor registers its eval hook
+    (IterBasedRunner, by_epoch=False, priority LOW), and beside mmcv's
+    EvalHook keeping its own best (the plain keys are then its best's)."""
     loader = toy_loader(SCORES)
+    if setup == 'beside mmcv\'s':
+        runner = runner_factory(max_epochs=3, checkpoint_config=dict(
+            type='DavarCheckpointHook', save_mode='lightweight',
+            metric='accuracy'))
+        runner.register_hook(MmcvEvalHook(loader, save_best='accuracy'))
+        run(runner, loader)
+        msgs = runner.meta['hook_msgs']
+        assert msgs['best_ckpt'].endswith('best_accuracy_epoch_2.pth')
+        assert (msgs['best_score'], msgs['best_unit'], msgs['best_step']) \
+            == (0.9, 'epoch', 2)
+        assert (msgs['best_score_accuracy'], msgs['best_unit_accuracy'],
+                msgs['best_step_accuracy']) == (0.9, 'epoch', 2)
+        return
     if setup == 'mmseg':
         runner = runner_factory('iter', max_iters=6, checkpoint_config=dict(
             type='DavarCheckpointHook', by_epoch=False, interval=2,

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from mmcv.runner import DistEvalHook, EvalHook, get_dist_info
 
 from ..serialization import to_plain
-from .metrics import EvalRecord, notify, publish_evaluation
+from .metrics import EvalRecord, hook_msgs, notify, publish_evaluation
 from .progress import Point
 
 #: log_buffer entries an evaluation writes that are not metrics.
@@ -124,6 +124,22 @@ class _HearKeyScore:
                 self.hook.evaluate = self.own
 
 
+#: hook_msgs entries an mmcv-style hook sets when it keeps a new best.
+_OWN_BEST = ('best_score', 'best_ckpt')
+
+
+def _date_own_best(runner, point, before):
+    """An mmcv-style hook that keeps its own best (mmcv's, mmdet's, mmseg's
+    ``EvalHook`` with ``save_best``) sets ``best_score`` / ``best_ckpt`` in
+    its ``_do_evaluate``, but not when: the evaluation that changed them
+    adds ``best_unit`` / ``best_step``, so that hook_msgs' best always says
+    its step. (The Davar hooks decide after the evaluation, with the
+    step.)"""
+    msgs = hook_msgs(runner)
+    if tuple(msgs.get(k) for k in _OWN_BEST) != before:
+        msgs.update(best_unit=point.unit, best_step=point.step)
+
+
 def observe(runner, hook):
     """Wrap ``hook``'s ``_do_evaluate`` on this instance (once) so that each
     evaluation is published."""
@@ -136,12 +152,14 @@ def observe(runner, hook):
         notify(runner, 'before_evaluation', point)
         buffer = runner.log_buffer
         recording = buffer.output = _Recording(buffer.output)
+        best = tuple(hook_msgs(runner).get(k) for k in _OWN_BEST)
         try:
             with _HearKeyScore(hook) as heard:
                 do_evaluate(runner)
         finally:
             if buffer.output is recording:
                 buffer.output = collections.OrderedDict(recording)
+        _date_own_best(runner, point, best)
         # An evaluation happened if it wrote results or called evaluate (a
         # _do_evaluate may decide to skip, as mmdet's does).
         happened = bool(recording.written) or 'key_score' in heard

@@ -8,6 +8,8 @@ import torch.distributed as dist
 from mmcv.parallel import MMDataParallel, MMDistributedDataParallel
 from mmcv.parallel.scatter_gather import scatter_kwargs
 
+from ..core.elastic import attempt_store, check_timeout, default_timeout
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
@@ -40,11 +42,14 @@ def _require(launcher, names):
             f'{launcher} launcher sets {", ".join(names)} for each process')
 
 
-def init_dist(launcher, backend=None, port=None, **kwargs):
+def init_dist(launcher, backend=None, port=None, timeout=None, **kwargs):
     """Join the process group of ``launcher``.
 
     - ``pytorch``: ``torchrun`` (tools/dist_train.sh) sets RANK,
-      WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+      WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. Under
+      ``--max-restarts``, the workers of each attempt join through their
+      own part of the agent's store (:mod:`davarocr_mmcv.core.elastic`),
+      so a restart never reads the addresses of the dead attempt.
     - ``slurm``: from SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; the master
       is the first host of SLURM_NODELIST (``scontrol``) unless MASTER_ADDR
       is set; its port is ``port``, else MASTER_PORT, else 29500.
@@ -55,12 +60,20 @@ def init_dist(launcher, backend=None, port=None, **kwargs):
     ``torch.cuda.device_count()``). ``backend`` None picks NCCL when a GPU
     is present and gloo otherwise.
 
+    Args:
+        timeout (int | float | None): seconds that joining the group, and
+            each collective of it, may wait for the other ranks before
+            failing (``dist_params.timeout``). None: torch's default
+            (30 minutes; 10 with NCCL).
+        kwargs: passed to ``torch.distributed.init_process_group``.
+
     Returns:
         str: the backend.
     """
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f'launcher must be one of {LAUNCHERS[1:]}, '
                          f'got {launcher!r}')
+    timeout = check_timeout(timeout)
     backend = backend or default_backend()
     env = os.environ
     if launcher == 'mpi':
@@ -93,6 +106,14 @@ def init_dist(launcher, backend=None, port=None, **kwargs):
     if backend == 'nccl':
         torch.cuda.set_device(int(env.get('LOCAL_RANK', 0)) %
                               torch.cuda.device_count())
+    if timeout is not None:
+        kwargs['timeout'] = timeout
+    store = None
+    if launcher == 'pytorch' and not {'init_method', 'store'} & set(kwargs):
+        store = attempt_store(timeout or default_timeout(backend))
+    if store is not None:
+        kwargs.update(store=store, rank=int(env['RANK']),
+                      world_size=int(env['WORLD_SIZE']))
     dist.init_process_group(backend=backend, **kwargs)
     return backend
 

@@ -42,9 +42,12 @@ class DavarEvalHook(EvalHook):
     mmcv, the weights training starts from are evaluated before training when
     ``start`` is at or below the step reached (``eval_before_train``).
     Metrics go to ``runner.log_buffer`` (text and json logs, a ``val`` record
-    for evaluations by iteration), to ``hook_msgs['eval_history']``, and to
-    every hook with an ``after_evaluation(runner, record)`` method (see
-    :mod:`davarocr_mmcv.core.observe`).
+    for evaluations by iteration and before training), to
+    ``hook_msgs['eval_history']``, and to every hook with an
+    ``after_evaluation(runner, record)`` method (see
+    :mod:`davarocr_mmcv.core.observe`). An evaluation that returns nothing
+    while ``save_best`` is set raises mmcv's UserWarning
+    (:data:`EMPTY_RESULT_WARNING`) and decides no best.
 
     Args:
         dataloader (DataLoader): validation loader.

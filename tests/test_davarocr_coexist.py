@@ -116,12 +116,28 @@ except ImportError:
     pass
 else:
     raise AssertionError('torch._six holds more than inf')
-# 3. warpctc_pytorch imports; its CTCLoss says what to do
+# 3. warpctc_pytorch imports; its CTCLoss is warp-ctc's loss, computed
+# with torch's ctc_loss (sum over the batch, then size/length average)
+import torch
 import warpctc_pytorch
-try:
-    warpctc_pytorch.CTCLoss(blank=0, size_average=True)
-except ImportError as e:
-    print('WARPCTC', e)
+torch.manual_seed(0)
+acts = torch.randn(6, 2, 5, requires_grad=True)
+labels, act_lens = torch.tensor([1, 2, 3, 4, 1]), torch.tensor([6, 5])
+label_lens = torch.tensor([3, 2])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    size_avg = warpctc_pytorch.CTCLoss(blank=0, size_average=True)
+print('WARPCTC', caught[0].message)
+per_sample = torch.nn.functional.ctc_loss(
+    acts.log_softmax(2), torch.tensor([[1, 2, 3], [4, 1, 0]]), act_lens,
+    label_lens, reduction='none')
+loss = size_avg(acts, labels, act_lens, label_lens)
+assert loss.shape == (1,) and torch.allclose(loss, per_sample.sum() / 2)
+frames = warpctc_pytorch.CTCLoss(length_average=True)(
+    acts, labels, act_lens, label_lens)
+assert torch.allclose(frames, per_sample.sum() / 11)
+loss.backward()
+assert acts.grad is not None
 # 4. a DavarOCR class takes a name mmdet holds, with a warning
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
@@ -147,13 +163,9 @@ def test_opt_in_line_changes_exactly_what_it_documents():
              for line in out.splitlines()
              if line.split(' ', 1)[0] in ('WARPCTC', 'DICE', 'KEYERROR')}
     assert lines['WARPCTC'] == (
-        "warpctc_pytorch is not installed: this is davarocr_mmcv's stand-in "
-        "(davarocr_mmcv.compat.davarocr), which only lets DavarOCR's "
-        "davar_rcg import. Install warp-ctc's PyTorch bindings (DavarOCR's "
-        "davar_rcg/third_party/warp-ctc-pytorch_bindings) to use "
-        "WarpCTCLoss, or use torch's CTC loss: type='CTCLoss' in place of "
-        "'WarpCTCLoss' (loss_ctc=dict(type='CTCLoss', blank=0) in DavarOCR's "
-        "CTC configs).")
+        "warpctc_pytorch is not installed: davarocr_mmcv's stand-in "
+        "(davarocr_mmcv.compat.davarocr) computes WarpCTCLoss with torch's "
+        "ctc_loss. Install warp-ctc's PyTorch bindings to use the original.")
     assert lines['DICE'] == str([
         "'DiceLoss' in mmdet's models registry builds DavarOCR's "
         "davarocr.davar_det.DiceLoss, not mmdet's "

@@ -29,9 +29,13 @@ is written to disk; a process that does not import it sees none of them):
 3. ``warpctc_pytorch`` (Baidu's warp-ctc bindings, a compiled extension
    that ``davar_rcg``'s ``WarpCTCLoss`` imports whenever ``davar_rcg`` is
    imported) becomes importable where it is not installed. Its ``CTCLoss``
-   raises ``ImportError`` when built, saying to install warp-ctc or to use
-   ``type='CTCLoss'`` (DavarOCR's wrapper of torch's CTC loss); configs
-   that use ``CTCLoss`` never touch it.
+   computes warp-ctc's loss with torch's ``ctc_loss``, on any device:
+   ``acts`` are unnormalised scores (T, N, C), the loss is summed over the
+   batch and divided by the batch size (``size_average``) or else by the
+   total number of frames (``length_average``), as warp-ctc does. Building
+   it warns once that the stand-in is in use. So a config with
+   ``WarpCTCHead`` / ``WarpCTCLoss`` trains unchanged (DavarOCR's
+   ``WarpCTCLoss.forward`` still moves the loss to CUDA itself).
 4. In mmdet's ``MODELS`` (``BACKBONES``, ``HEADS``, ``LOSSES``, ...),
    ``DATASETS`` and ``PIPELINES`` registries, a DavarOCR class (module
    ``davarocr.*``) registering a name that an mmdet class holds takes the
@@ -61,12 +65,9 @@ from torch import nn
 from .registry import add_rule
 
 WARPCTC_MESSAGE = (
-    "warpctc_pytorch is not installed: this is davarocr_mmcv's stand-in "
-    "(davarocr_mmcv.compat.davarocr), which only lets DavarOCR's davar_rcg "
-    "import. Install warp-ctc's PyTorch bindings (DavarOCR's "
-    "davar_rcg/third_party/warp-ctc-pytorch_bindings) to use WarpCTCLoss, "
-    "or use torch's CTC loss: type='CTCLoss' in place of 'WarpCTCLoss' "
-    "(loss_ctc=dict(type='CTCLoss', blank=0) in DavarOCR's CTC configs).")
+    "warpctc_pytorch is not installed: davarocr_mmcv's stand-in "
+    "(davarocr_mmcv.compat.davarocr) computes WarpCTCLoss with torch's "
+    "ctc_loss. Install warp-ctc's PyTorch bindings to use the original.")
 
 
 def build(cfg, registry, default_args=None):
@@ -78,11 +79,28 @@ def build(cfg, registry, default_args=None):
     return registry.build(cfg, default_args=default_args)
 
 
-class _WarpCTCLoss:
-    """Stand-in for ``warpctc_pytorch.CTCLoss``: building it raises."""
+class _WarpCTCLoss(nn.Module):
+    """Stand-in for ``warpctc_pytorch.CTCLoss``, computed with torch's
+    ``ctc_loss``: same arguments, same reductions, a loss of shape (1,)."""
 
-    def __init__(self, *args, **kwargs):
-        raise ImportError(WARPCTC_MESSAGE)
+    def __init__(self, blank=0, size_average=False, length_average=False):
+        super().__init__()
+        warnings.warn(WARPCTC_MESSAGE, stacklevel=2)
+        self.blank = blank
+        self.size_average = size_average
+        self.length_average = length_average
+
+    def forward(self, acts, labels, act_lens, label_lens):
+        log_probs = acts.float().log_softmax(2)
+        costs = nn.functional.ctc_loss(
+            log_probs, labels.long().to(acts.device),
+            act_lens.long(), label_lens.long(), blank=self.blank,
+            reduction='none', zero_infinity=True).sum()
+        if self.size_average:
+            costs = costs / acts.size(1)
+        elif self.length_average:
+            costs = costs / act_lens.sum().item()
+        return costs.reshape(1)
 
 
 def _torch_six(module):

@@ -57,7 +57,7 @@ def epoch_position(runner, point):
                     world_size=runner.world_size)
     data_state = getattr(runner, 'data_state', None)
     if data_state is not None:
-        position.update(data_state())
+        position.update(data_state(point))
     return position
 
 
@@ -65,23 +65,34 @@ def checkpoint_meta(runner, point):
     """``epoch``/``iter`` for a checkpoint's meta, so that a resume continues
     after ``point``: mmcv's values for its own save points; for an
     iteration inside an epoch, the epoch in progress and, under
-    :data:`EPOCH_POSITION`, how far into it (see :func:`resume_position`)."""
+    :data:`EPOCH_POSITION`, how far into it (see :func:`resume_position`);
+    for an iteration-based runner with a ``data_state`` (the package's),
+    how far into its loader's pass."""
     if point.unit == 'epoch' or is_iter_based(runner):
-        return dict(epoch=runner.epoch + 1, iter=point.iters_done)
+        meta = dict(epoch=runner.epoch + 1, iter=point.iters_done)
+        data_state = getattr(runner, 'data_state', None)
+        if is_iter_based(runner) and data_state is not None:
+            position = data_state(point)  # the loader's pass
+            if position:
+                meta[EPOCH_POSITION] = position
+        return meta
     return {'epoch': runner.epoch, 'iter': point.iters_done,
             EPOCH_POSITION: epoch_position(runner, point)}
 
 
 def resume_position(runner, position):
-    """Set an epoch-based ``runner``, resumed at the ``iter`` of a
-    checkpoint written inside an epoch, to continue after ``position``
-    (:func:`epoch_position`): the runner's own ``resume_in_epoch`` when it
-    has one (:class:`~davarocr_mmcv.runner.DavarEpochBasedRunner`), else
-    that epoch restarts, with the iteration count of its start, as mmcv's
-    ``EpochBasedRunner`` can only do."""
+    """Set ``runner``, resumed at the ``iter`` of a checkpoint written
+    inside an epoch (or a pass of an iteration-based runner's data), to
+    continue after ``position`` (:func:`epoch_position`): the runner's own
+    ``resume_in_epoch`` when it has one (the package's runners); else an
+    epoch restarts, with the iteration count of its start, as mmcv's
+    ``EpochBasedRunner`` can only do, and mmcv's ``IterBasedRunner``
+    starts a new pass over the data."""
     own = getattr(runner, 'resume_in_epoch', None)
     if own is not None and own(position):
         return
+    if is_iter_based(runner):
+        return  # a new pass over the data, as mmcv's IterLoader does
     runner._iter -= position['batches_done']
     if own is None:
         runner.logger.info(

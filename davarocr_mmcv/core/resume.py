@@ -114,8 +114,7 @@ def restore(runner, ckpt, resume_optimizer=True):
     runner._iter = meta['iter']
     if is_iter_based(runner):
         runner._inner_iter = meta['iter']
-        position = None
-    if position:  # written inside an epoch
+    if position:  # written inside an epoch (or a pass of the data)
         resume_position(runner, position)
     if not is_iter_based(runner) and 'config' in meta:
         from mmcv import Config

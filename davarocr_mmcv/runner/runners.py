@@ -188,7 +188,7 @@ class DavarEpochBasedRunner(EpochBasedRunner):
     #: process; distributed samplers are seeded by the epoch).
     epoch_rng = None
 
-    def data_state(self):
+    def data_state(self, point=None):
         """What a checkpoint written inside an epoch records, in one
         process, besides how many batches were trained: the random states
         the epoch's order was drawn from (``rng``), and those of now
@@ -276,22 +276,115 @@ class DavarEpochBasedRunner(EpochBasedRunner):
 
 class DavarIterLoader(IterLoader):
     """mmcv's ``IterLoader`` without the 2 s sleep when the data loader
-    starts a new epoch."""
+    starts a new epoch, that knows how far into the pass it is and can
+    continue a pass after the batches trained before a resume."""
 
-    __next__ = with_globals(IterLoader.__next__, time=_NO_PAUSE)
+    def __init__(self, dataloader):
+        self._dataloader = dataloader
+        self._epoch = 0
+        self._start_pass()
+
+    def _start_pass(self, skip=0, rng=None, rng_now=None):
+        if rng is not None:
+            set_rng_state(rng)
+        #: random states the pass's order was drawn from
+        self.pass_rng = rng_state()
+        self.iter_loader = remaining_batches(self._dataloader, skip)
+        if rng_now is not None:
+            set_rng_state(rng_now)
+        #: batches taken from the current pass
+        self.batches_done = skip
+
+    def __next__(self):
+        try:
+            data = next(self.iter_loader)
+        except StopIteration:
+            self._epoch += 1
+            if hasattr(self._dataloader.sampler, 'set_epoch'):
+                self._dataloader.sampler.set_epoch(self._epoch)
+            # no sleep here (mmcv's 2 s one)
+            self._start_pass()
+            data = next(self.iter_loader)
+        self.batches_done += 1
+        return data
+
+    def position(self, batches_done, world_size):
+        """This pass and ``batches_done`` of it, as a checkpoint records
+        it (see :func:`davarocr_mmcv.core.progress.checkpoint_meta`)."""
+        position = dict(epoch=self._epoch, batches_done=batches_done,
+                        batches=len(self._dataloader),
+                        world_size=world_size)
+        if world_size == 1:
+            position.update(rng=self.pass_rng, rng_now=rng_state())
+        return position
+
+    def resume_at(self, position, world_size):
+        """Continue pass ``position['epoch']`` after its first
+        ``batches_done`` batches, in the order it had; False (nothing
+        changed) when the loader or the number of processes differ."""
+        if position.get('batches') != len(self._dataloader) or \
+                position.get('world_size') != world_size:
+            return False
+        self._epoch = position['epoch']
+        if hasattr(self._dataloader.sampler, 'set_epoch'):
+            self._dataloader.sampler.set_epoch(self._epoch)
+        done = position['batches_done']
+        rng = position.get('rng') if world_size == 1 else None
+        rng_now = position.get('rng_now') if world_size == 1 and done \
+            else None
+        self._start_pass(done, rng, rng_now)
+        return True
 
 
 @RUNNERS.register_module()
 class DavarIterBasedRunner(IterBasedRunner):
     """mmcv's ``IterBasedRunner`` whose loaders do not sleep 2 s when the
-    data loader starts a new epoch. Same arguments, hooks, checkpoints and
+    data loader starts a new epoch, and that continues the interrupted pass
+    over the data after a resume. Same arguments, hooks, checkpoints and
     logs.
+
+    A checkpoint records the pass of the training loader and how many of
+    its batches were taken (and, in one process, the random states its
+    order came from); resuming from it continues that pass in the same
+    order.
 
     Use it with ``runner = dict(type='DavarIterBasedRunner',
     max_iters=N)``.
     """
 
     run = with_globals(IterBasedRunner.run, IterLoader=DavarIterLoader)
+    _resume_position = None
+
+    def data_state(self, point):
+        """Where the training loader stands at ``point`` (see
+        :meth:`DavarIterLoader.position`); empty before it has started."""
+        loader = getattr(self, 'data_loader', None)
+        if not isinstance(loader, DavarIterLoader):
+            return {}
+        # before an iteration's hooks, its batch is taken but not trained
+        taken = self.iter + 1 - point.iters_done
+        return loader.position(max(loader.batches_done - taken, 0),
+                               self.world_size)
+
+    def resume_in_epoch(self, position):
+        """Continue the recorded pass of the training loader when training
+        starts (see :meth:`DavarIterLoader.resume_at`)."""
+        self._resume_position = position
+        return True
+
+    def train(self, data_loader, **kwargs):
+        position, self._resume_position = self._resume_position, None
+        if position and isinstance(data_loader, DavarIterLoader):
+            if data_loader.resume_at(position, self.world_size):
+                self.logger.info(
+                    f'the data loader continues pass {position["epoch"]} '
+                    f'after its first {position["batches_done"]} batches')
+            else:
+                self.logger.warning(
+                    'the checkpoint was written with another data loader '
+                    'or number of processes: the data loader starts a new '
+                    'pass')
+        super().train(data_loader, **kwargs)
 
 
 @RUNNERS.register_module()

@@ -92,8 +92,11 @@ _LOADED = {'modules': -1, 'registries': ()}
 
 def loaded_registries():
     """Every ``Registry`` a loaded module holds, with the trees they belong
-    to; each once, ordered by scope path and name. Recomputed when modules
+    to; each once, ordered by scope path and name. mmdet's models and
+    datasets (the base toolbox) are always loaded. Recomputed when modules
     were loaded since the last call."""
+    import mmdet.datasets  # noqa: F401
+    import mmdet.models  # noqa: F401
     if _LOADED['modules'] != len(sys.modules):
         found = {}
         for module in list(sys.modules.values()):

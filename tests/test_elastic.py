@@ -6,6 +6,7 @@ killed afterwards."""
 import glob
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import pytest
 from davarocr_mmcv.apis import init_dist
 from davarocr_mmcv.constants import TMP_PREFIX
 from davarocr_mmcv.serialization import load_checkpoint_file
+from dist_workers import collect_order, launch
 from procs import ROOT, run_bounded
 from toy import free_port
 
@@ -178,6 +180,25 @@ def test_kill9_of_a_rank_restarts_and_ends_with_the_best(tmp_path, kind,
     left = [p for p in glob.glob(str(work / '**'), recursive=True)
             if os.path.basename(p).startswith(TMP_PREFIX)]
     assert not left
+
+
+def test_collection_folders_of_a_dead_attempt_are_removed(tmp_path):
+    # multi_gpu_test(tmpdir=...) exchanges results through a folder that
+    # rank 0 removes afterwards; a rank 0 killed before that leaves it
+    tmpdir = tmp_path / 'tmp'
+    ended = subprocess.Popen(['true'])
+    ended.wait()  # its pid names no live process
+    host = socket.gethostname()
+    stale = tmpdir / f'collect-{host}-{ended.pid}-dead'
+    live = tmpdir / f'collect-{host}-{os.getpid()}-live'
+    elsewhere = tmpdir / f'collect-other-host-{ended.pid}-away'
+    for folder in (stale, live, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / 'part_0.pkl').write_bytes(b'cut short')
+    launch(collect_order, 2, 120, str(tmp_path), 7, 'files', False)
+    assert json.loads((tmp_path / 'rank0.json').read_text()) == \
+        list(range(7))
+    assert sorted(os.listdir(tmpdir)) == sorted([live.name, elsewhere.name])
 
 
 # ------------------------------------------------------------ dist_train.sh

@@ -9,6 +9,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
+import socket
 import tempfile
 
 import torch
@@ -18,6 +19,7 @@ from mmcv.runner import get_dist_info
 from ..utils.checks import check_choice
 from ..utils.progressbar import DavarProgressBar
 from .comm import comm_device, gather_lists
+from .writer import _pid_alive
 
 MODEL_TYPES = ('DETECTOR', 'RECOGNIZOR', 'SPOTTER')
 
@@ -219,9 +221,35 @@ def _all_ok(ok):
     return int(flag[0]) == 0
 
 
+#: Exchange folders are named ``collect-<host>-<pid of rank 0>-<random>``.
+COLLECT_PREFIX = 'collect-'
+
+
+def remove_dead_collections(tmpdir):
+    """Remove the exchange folders in ``tmpdir`` that a process of this
+    machine made and died before removing (a killed attempt of an elastic
+    run); those of live processes and of other machines stay.
+
+    Returns:
+        list[str]: the folders removed.
+    """
+    host = socket.gethostname()
+    removed = []
+    for name in os.listdir(tmpdir):
+        owner, _, pid = name[len(COLLECT_PREFIX):].rpartition('-')[0] \
+            .rpartition('-')
+        if not name.startswith(COLLECT_PREFIX) or owner != host or \
+                not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        shutil.rmtree(osp.join(tmpdir, name), ignore_errors=True)
+        removed.append(osp.join(tmpdir, name))
+    return removed
+
+
 def _shared_tmpdir(tmpdir):
     """A fresh folder made by rank 0 inside ``tmpdir``, checked to be
-    visible on every rank (all ranks raise together otherwise).
+    visible on every rank (all ranks raise together otherwise). Folders
+    left by dead collections of this machine are removed first.
 
     Returns:
         tuple: (folder, whether ``tmpdir`` itself was made here)
@@ -231,7 +259,9 @@ def _shared_tmpdir(tmpdir):
     if rank == 0:
         made = not osp.isdir(tmpdir)
         os.makedirs(tmpdir, exist_ok=True)
-        holder = [tempfile.mkdtemp(prefix='collect-', dir=tmpdir), made]
+        remove_dead_collections(tmpdir)
+        prefix = f'{COLLECT_PREFIX}{socket.gethostname()}-{os.getpid()}-'
+        holder = [tempfile.mkdtemp(prefix=prefix, dir=tmpdir), made]
     dist.broadcast_object_list(holder, src=0)
     if not _all_ok(osp.isdir(holder[0])):
         if rank == 0:

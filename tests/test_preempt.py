@@ -22,6 +22,7 @@ from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE, Preempted,
                                         SignalCatcher)
 from davarocr_mmcv.core.resume import resume_runner
 from davarocr_mmcv.hooks import PreemptionHook
+from davarocr_mmcv.hooks.status import format_status
 from davarocr_mmcv.serialization import load_checkpoint_file
 from procs import run_bounded
 from test_tools_e2e import ENV, RECOGNITION, ROOT
@@ -300,6 +301,7 @@ def test_sigterm_one_process_mid_epoch_then_auto_resume(tmp_path):
     assert (status['state'], status['error'], status['iter']) == \
         ('preempted', 'SIGTERM', stop)
     assert status['resume'].endswith(f'--work-dir {work} --auto-resume')
+    assert 'state:    preempted (SIGTERM)' in format_status(status)
     latest = load_checkpoint_file(str(work / 'latest_model.pth'))['meta']
     assert (latest['epoch'], latest['iter']) == (1, stop)
     assert latest['epoch_position']['batches_done'] == stop - 19
@@ -308,7 +310,8 @@ def test_sigterm_one_process_mid_epoch_then_auto_resume(tmp_path):
     out = check(*run_bounded(train_args(config, work, '--auto-resume'),
                              probe_env(log), timeout=420))
     assert f'epoch 2 continues after its first {stop - 19} batches' in out
-    assert read_status(work)['state'] == 'finished'
+    assert (read_status(work)['state'], read_status(work)['iter']) == \
+        ('finished', 38)
     done = steps(log)
     # every optimizer step once: as many as without the signal, in the
     # same data order, with the same losses
@@ -363,7 +366,8 @@ def test_sigterm_to_the_torchrun_agent_stops_both_ranks(tmp_path,
     out = check(*run_bounded(dist_args(config, work, '--auto-resume'),
                              probe_env(log), timeout=420))
     assert f'epoch 2 continues after its first {stop - 10} batches' in out
-    assert read_status(work)['state'] == 'finished'
+    assert (read_status(work)['state'], read_status(work)['iter']) == \
+        ('finished', 20)
     for rank in (0, 1):
         # 20 optimizer steps on each rank, as without the signal
         assert [s['iter'] for s in steps(log, rank)] == list(range(1, 21))

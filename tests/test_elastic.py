@@ -3,17 +3,21 @@
 killed with SIGKILL (or stops answering) and the others must neither hang
 nor lose the run. Every run is bounded in time; its process group is
 killed afterwards."""
+import datetime
 import glob
 import json
 import os
 import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch.distributed as dist
 
 from davarocr_mmcv.apis import init_dist
 from davarocr_mmcv.constants import TMP_PREFIX
+from davarocr_mmcv.core.elastic import attempt_store, restart_attempt
 from davarocr_mmcv.serialization import load_checkpoint_file
 from dist_workers import collect_order, launch
 from procs import ROOT, run_bounded
@@ -74,6 +78,36 @@ def test_restarted_ranks_do_not_join_the_dead_attempt(tmp_path, rdzv):
     assert out.count('exitcode: -9') == 1
     for rank in (0, 1):
         assert f'attempt 1 rank {rank} sum 3' in out
+
+
+def agent_env(port, **extra):
+    """What torchrun gives a worker of attempt 2 of at most 3."""
+    env = dict(TORCHELASTIC_RESTART_COUNT='2', TORCHELASTIC_MAX_RESTARTS='3',
+               TORCHELASTIC_USE_AGENT_STORE='True', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(port), WORLD_SIZE='2', GROUP_WORLD_SIZE='1')
+    env.update(extra)
+    return env
+
+
+def test_attempt_store_is_a_client_of_the_agents_store_per_attempt():
+    timeout = datetime.timedelta(seconds=30)
+    port = free_port()
+    agent = dist.TCPStore('127.0.0.1', port, 1, True, timeout,
+                          wait_for_workers=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # one machine: nothing to warn of
+        store = attempt_store(timeout, agent_env(port))
+    store.set('rank_0', 'here')
+    assert agent.get('/worker/attempt_2/rank_0') == b'here'
+    assert restart_attempt(agent_env(port)) == (2, 3)
+    # no elastic agent, or c10d with a fresh store per attempt: env://
+    assert attempt_store(timeout, {}) is None
+    assert restart_attempt({}) is None
+    assert attempt_store(timeout, agent_env(
+        port, TORCHELASTIC_USE_AGENT_STORE='False')) is None
+    # several machines sharing the agent's store across attempts
+    with pytest.warns(UserWarning, match='TORCH_DISABLE_SHARE_RDZV_TCP'):
+        attempt_store(timeout, agent_env(port, GROUP_WORLD_SIZE='2'))
 
 
 # ---------------------------------------------------------- no silent hang

@@ -6,6 +6,7 @@ killed afterwards."""
 import datetime
 import glob
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from davarocr_mmcv.core.elastic import attempt_store, restart_attempt
 from davarocr_mmcv.serialization import load_checkpoint_file
 from dist_workers import collect_order, launch
 from procs import ROOT, run_bounded
-from toy import free_port
+from toy import free_port, make_runner, run
 
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
@@ -110,6 +111,28 @@ def test_attempt_store_is_a_client_of_the_agents_store_per_attempt():
         attempt_store(timeout, agent_env(port, GROUP_WORLD_SIZE='2'))
 
 
+def test_a_restart_continues_from_the_newest_checkpoint(tmp_path, toy_loader,
+                                                       monkeypatch):
+    # whatever the first attempt started from (here --resume-from)
+    from mmcv import Config
+    from davarocr_mmcv.core.resume import _decide
+    work = tmp_path / 'work'
+    run(make_runner(work, max_epochs=3,
+                    checkpoint_config=dict(type='DavarCheckpointHook')),
+        toy_loader())
+    cfg = Config(dict(work_dir=str(work),
+                      resume_from=str(work / 'epoch_1.pth')))
+    logger = logging.getLogger('test_elastic')
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '0')
+    assert _decide(cfg, logger)[0]['path'] == str(work / 'epoch_1.pth')
+    monkeypatch.setenv('TORCHELASTIC_RESTART_COUNT', '1')
+    plan, ckpt = _decide(cfg, logger)
+    assert (plan['mode'], ckpt['meta']['epoch']) == ('resume', 3)
+    empty = Config(dict(work_dir=str(tmp_path / 'empty'),
+                        resume_from=str(work / 'epoch_1.pth')))
+    assert _decide(empty, logger)[0]['path'] == str(work / 'epoch_1.pth')
+
+
 # ---------------------------------------------------------- no silent hang
 HANG = r'''
 import os, time
@@ -184,7 +207,7 @@ def test_kill9_of_a_rank_restarts_and_ends_with_the_best(tmp_path, kind,
     probe.mkdir()
     work = tmp_path / 'work'
     env = dict(ENV, MAX_RESTARTS='1', RDZV=kind, DAVAR_PROBE_DIR=str(probe))
-    # dist_train.sh adds --auto-resume with MAX_RESTARTS
+    # no --auto-resume: a restart continues from the newest checkpoint
     code, out = run_bounded(
         ['bash', 'tools/dist_train.sh', write_config(tmp_path, where), '2',
          '--work-dir', str(work)], env, 420)
@@ -194,7 +217,7 @@ def test_kill9_of_a_rank_restarts_and_ends_with_the_best(tmp_path, kind,
     killed = json.loads((probe / 'killed.json').read_text())
     assert killed['where'] == where and killed['iter'] == 15
     assert out.count('exitcode: -9') == 1
-    assert 'auto-resume from' in out
+    assert 'torchrun restart 1 of at most 1: auto-resume from' in out
 
     # the restart ran to the last epoch and kept the best of all attempts
     logged = records(work)
@@ -239,8 +262,6 @@ def test_collection_folders_of_a_dead_attempt_are_removed(tmp_path):
 @pytest.mark.parametrize('settings, extra, message', [
     (dict(MAX_RESTARTS='two'), [], 'MAX_RESTARTS must be a whole number'),
     (dict(RDZV='etcd'), [], 'RDZV must be static or c10d'),
-    (dict(MAX_RESTARTS='1'), ['--resume-from', 'x.pth'],
-     'use --auto-resume'),
 ])
 def test_dist_train_sh_refuses_bad_settings(settings, extra, message):
     proc = subprocess.run(

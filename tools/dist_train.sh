@@ -9,9 +9,8 @@
 # Without a GPU the processes use gloo, with GPUs NCCL (dist_params.backend).
 #
 # MAX_RESTARTS=N (default 0): when a process dies, torchrun stops the others
-#   and starts them all again, up to N times; training continues from the
-#   newest checkpoint of the work_dir that loads (--auto-resume is added
-#   unless given).
+#   and starts them all again, up to N times; each restart continues from
+#   the newest checkpoint of the work_dir that loads.
 # RDZV=static (default) or c10d: how the machines meet. static: NODE_RANK 0
 #   hosts global rank 0, the rank that writes the work_dir. c10d: torch's
 #   rendezvous at MASTER_ADDR:PORT (NODE_RANK is not used; rank 0 is the
@@ -41,18 +40,6 @@ if [ "$NNODES" -gt 1 ] && { [ -z "${PORT:-}" ] || [ -z "${MASTER_ADDR:-}" ]; }; 
 fi
 PORT=${PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-if [ "$MAX_RESTARTS" -gt 0 ]; then
-  RESUME=--auto-resume
-  for arg in "$@"; do
-    case "$arg" in
-      --auto-resume) RESUME= ;;
-      --resume-from|--resume-from=*)
-        echo "dist_train.sh: with MAX_RESTARTS=$MAX_RESTARTS a restart continues from the newest checkpoint of the work_dir (--auto-resume), not from --resume-from's file; use --auto-resume, or --load-from for weights only" >&2
-        exit 2 ;;
-    esac
-  done
-  set -- "$@" $RESUME
-fi
 if [ "$RDZV" = c10d ]; then
   # a fresh store per attempt, hosted by global rank 0 (see README,
   # "Elastic restarts")

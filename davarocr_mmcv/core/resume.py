@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..serialization import load_checkpoint_file
+from .elastic import restart_attempt
 from .progress import EPOCH_POSITION, is_iter_based, resume_position
 
 
@@ -270,7 +271,19 @@ def _fingerprint(path):
 
 
 def _decide(cfg, logger):
-    """What to start from, on rank 0: (plan dict, loaded checkpoint)."""
+    """What to start from, on rank 0: (plan dict, loaded checkpoint).
+
+    A torchrun restart (attempt 1 and later) continues from the newest
+    checkpoint of the work_dir that loads, whatever the first attempt
+    started from; from that start when the work_dir has none.
+    """
+    attempt = restart_attempt()
+    if attempt is not None and attempt.index > 0:
+        path, ckpt = find_resumable(cfg.work_dir, logger)
+        if path:
+            logger.info(f'torchrun restart {attempt.index} of at most '
+                        f'{attempt.max_restarts}: auto-resume from {path}')
+            return dict(mode='resume', path=path), ckpt
     resume_from = cfg.get('resume_from')
     if resume_from:
         ckpt = load_state(resume_from, 'resume_from')

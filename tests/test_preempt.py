@@ -9,7 +9,6 @@ of torchrun with 2 gloo processes cover what a user does."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -24,7 +23,8 @@ from davarocr_mmcv.core.resume import resume_runner
 from davarocr_mmcv.hooks import PreemptionHook
 from davarocr_mmcv.hooks.status import format_status
 from davarocr_mmcv.serialization import load_checkpoint_file
-from procs import run_bounded
+import procs
+from procs import kill_group, run_bounded, start
 from test_tools_e2e import ENV, RECOGNITION, ROOT
 from toy import (ScriptedDataset, ToyModel, free_port, make_loader,
                  make_logger)
@@ -216,22 +216,8 @@ def steps(log, rank=0):
         return [json.loads(line) for line in f]
 
 
-def start(args, env):
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
 def finish(proc, timeout=420):
-    """(exit status, output) of ``proc``; its process group is killed if
-    it outlives ``timeout`` seconds."""
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out
+    return procs.finish(proc, timeout)
 
 
 def signal_when_marked(args, env, log, signum=signal.SIGTERM,
@@ -248,9 +234,7 @@ def signal_when_marked(args, env, log, signum=signal.SIGTERM,
         proc.send_signal(signum)
         out, _ = proc.communicate(timeout=timeout)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc)
     return proc.returncode, out
 
 

@@ -311,12 +311,7 @@ class DavarCheckpointHook(CheckpointHook):
             pending, self._pending = self._pending[0], None
             self._act(runner, pending)
         if self._saved_key != point.key:
-            if self.sync_buffer:
-                sync_buffers(runner.model)
-            if self.tracker is None:
-                self._save_general(runner, point)
-            else:
-                self._save_latest(runner, point)
+            self._save(runner, point)
         self.writer.wait()
         return hook_msgs(runner).get('last_ckpt')
 
@@ -329,6 +324,12 @@ class DavarCheckpointHook(CheckpointHook):
         if not (due or self._latest_stale) or \
                 not self._past_milestone(runner, point):
             return
+        self._save(runner, point)
+
+    # --------------------------------------------------------------- WHAT
+    def _save(self, runner, point):
+        """The file of this mode at ``point``: the regular checkpoint
+        (general) or ``latest_model.pth`` (lightweight)."""
         if self.sync_buffer:
             sync_buffers(runner.model)
         if self.tracker is None:
@@ -336,7 +337,6 @@ class DavarCheckpointHook(CheckpointHook):
         else:
             self._save_latest(runner, point)
 
-    # --------------------------------------------------------------- WHAT
     def _save_general(self, runner, point):
         self._saved_key = point.key
         name = self.filename_tmpls[point.unit].format(point.step)

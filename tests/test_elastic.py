@@ -133,6 +133,45 @@ def test_a_restart_continues_from_the_newest_checkpoint(tmp_path, toy_loader,
     assert _decide(empty, logger)[0]['path'] == str(work / 'epoch_1.pth')
 
 
+def test_a_best_the_latest_file_missed_stands_after_a_resume(
+        runner_factory, toy_loader):
+    # killed after writing a new Best_checkpoint.pth, before the latest
+    # file learned of it: the latest on disk is an older one
+    from davarocr_mmcv.core.resume import resume_or_load
+    from davarocr_mmcv.hooks import DavarEvalHook
+    from mmcv import Config
+    scores = {2: 0.3, 4: 0.8, 6: 0.5}
+    light = dict(type='DavarCheckpointHook', save_mode='lightweight',
+                 metric='accuracy')
+
+    def attempt(epochs, cfg=None):
+        runner = runner_factory(name='work', max_epochs=epochs,
+                                checkpoint_config=light)
+        loader = toy_loader(scores)
+        runner.register_hook(DavarEvalHook(loader, eval_mode='lightweight'),
+                             priority='LOW')
+        if cfg is not None:
+            resume_or_load(runner, cfg, runner.logger)
+        return runner, loader
+
+    runner, loader = attempt(1)
+    run(runner, loader)
+    work = runner.work_dir
+    older = open(os.path.join(work, 'latest_model.pth'), 'rb').read()
+    cfg = Config(dict(work_dir=work, auto_resume=True))
+    runner, loader = attempt(2, cfg)
+    run(runner, loader)  # epoch 2 scores 0.8: the new best
+    with open(os.path.join(work, 'latest_model.pth'), 'wb') as f:
+        f.write(older)  # the latest of epoch 1, best 0.3
+    runner, loader = attempt(3, cfg)
+    msgs = runner.meta['hook_msgs']
+    assert runner.epoch == 1
+    assert (msgs['best_score'], msgs['best_step']) == (0.8, 2)
+    run(runner, loader)
+    best = load_checkpoint_file(os.path.join(work, 'Best_checkpoint.pth'))
+    assert best['meta']['hook_msgs']['best_score'] == 0.8
+
+
 # ---------------------------------------------------------- no silent hang
 HANG = r'''
 import os, time

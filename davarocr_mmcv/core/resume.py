@@ -251,6 +251,35 @@ def find_resumable(work_dir, logger):
     return None, None
 
 
+def later_best(work_dir, path, ckpt, logger):
+    """The ``best_*`` entries of ``hook_msgs`` that ``Best_checkpoint.pth``
+    of ``work_dir`` records when it was written after the checkpoint
+    ``ckpt`` (read from ``path``) that a run resumes from, else {}.
+
+    A process killed after writing a new best and before the next save
+    leaves a latest file that does not know of that best. The best file is
+    only ever written for a score better than every earlier one, the
+    resumed checkpoint's best included, so its record stands; resuming
+    without it would let a worse score replace the file.
+    """
+    best_path = osp.join(work_dir, BEST_CKPT_NAME)
+    if osp.basename(path) == BEST_CKPT_NAME or not osp.isfile(best_path):
+        return {}
+    try:
+        best = load_state(best_path)['meta']
+    except (CheckpointLoadError, KeyError, TypeError):
+        return {}
+    if best.get('iter', -1) <= ckpt['meta'].get('iter', -1):
+        return {}
+    entries = {k: v for k, v in (best.get('hook_msgs') or {}).items()
+               if k.startswith('best_')}
+    if entries:
+        logger.info(f'{best_path} was written at iter {best["iter"]}, after '
+                    f'{path}; its best stands: ' + ', '.join(
+                        f'{k}={v}' for k, v in sorted(entries.items())))
+    return entries
+
+
 # ------------------------------------------------------- resume or load
 def _fingerprint(path):
     """Size and a digest of the first 64 KiB and last 1 MiB of a local
@@ -283,7 +312,8 @@ def _decide(cfg, logger):
         if path:
             logger.info(f'torchrun restart {attempt.index} of at most '
                         f'{attempt.max_restarts}: auto-resume from {path}')
-            return dict(mode='resume', path=path), ckpt
+            return dict(mode='resume', path=path, best=later_best(
+                cfg.work_dir, path, ckpt, logger)), ckpt
     resume_from = cfg.get('resume_from')
     if resume_from:
         ckpt = load_state(resume_from, 'resume_from')
@@ -293,7 +323,8 @@ def _decide(cfg, logger):
         path, ckpt = find_resumable(cfg.work_dir, logger)
         if path:
             logger.info(f'auto-resume from {path}')
-            return dict(mode='resume', path=path), ckpt
+            return dict(mode='resume', path=path, best=later_best(
+                cfg.work_dir, path, ckpt, logger)), ckpt
         logger.info(f'auto-resume: no checkpoint that loads in '
                     f'{cfg.work_dir}; training starts from the beginning' +
                     (' with the weights of load_from'
@@ -373,6 +404,8 @@ def resume_or_load(runner, cfg, logger, distributed=False):
     try:
         if plan['mode'] == 'resume':
             restore(runner, ckpt)
+            # the same on every rank: the plan came from rank 0
+            runner.meta['hook_msgs'].update(plan.get('best') or {})
         else:
             load_weights(runner, ckpt)
             logger.info(f'loaded the weights of {plan["path"]}')

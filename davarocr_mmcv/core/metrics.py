@@ -57,7 +57,7 @@ def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule',
     if rule is not None:
         return rule
     low = key.lower()
-    builtin = defaults and (GREATER_KEYS, LESS_KEYS) or ((), ())
+    builtin = (GREATER_KEYS, LESS_KEYS) if defaults else ((), ())
     greater = [k.lower() for k in (*greater_keys, *builtin[0])]
     less = [k.lower() for k in (*less_keys, *builtin[1])]
     for table, matches in ((greater, low.__eq__), (less, low.__eq__),

@@ -299,6 +299,14 @@ def _fingerprint(path):
         return None
 
 
+def _auto_resume_plan(cfg, path, ckpt, logger):
+    """The plan to resume from ``path`` of the work_dir (``ckpt`` loaded),
+    with the best a later ``Best_checkpoint.pth`` records
+    (:func:`later_best`)."""
+    return dict(mode='resume', path=path, best=later_best(
+        cfg.work_dir, path, ckpt, logger)), ckpt
+
+
 def _decide(cfg, logger):
     """What to start from, on rank 0: (plan dict, loaded checkpoint).
 
@@ -312,8 +320,7 @@ def _decide(cfg, logger):
         if path:
             logger.info(f'torchrun restart {attempt.index} of at most '
                         f'{attempt.max_restarts}: auto-resume from {path}')
-            return dict(mode='resume', path=path, best=later_best(
-                cfg.work_dir, path, ckpt, logger)), ckpt
+            return _auto_resume_plan(cfg, path, ckpt, logger)
     resume_from = cfg.get('resume_from')
     if resume_from:
         ckpt = load_state(resume_from, 'resume_from')
@@ -323,8 +330,7 @@ def _decide(cfg, logger):
         path, ckpt = find_resumable(cfg.work_dir, logger)
         if path:
             logger.info(f'auto-resume from {path}')
-            return dict(mode='resume', path=path, best=later_best(
-                cfg.work_dir, path, ckpt, logger)), ckpt
+            return _auto_resume_plan(cfg, path, ckpt, logger)
         logger.info(f'auto-resume: no checkpoint that loads in '
                     f'{cfg.work_dir}; training starts from the beginning' +
                     (' with the weights of load_from'

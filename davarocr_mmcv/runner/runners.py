@@ -163,6 +163,36 @@ def remaining_batches(loader, skip):
     return _skip(iter(loader), skip)
 
 
+def ordered_batches(loader, skip=0, rng=None, rng_now=None):
+    """One pass over ``loader`` after ``skip`` batches (see
+    :func:`remaining_batches`), its order drawn from the random states
+    ``rng`` when given, the states ``rng_now`` put back afterwards when
+    given.
+
+    Returns:
+        tuple: (the batches, the random states the order was drawn from)
+    """
+    if rng is not None:
+        set_rng_state(rng)
+    drawn_from = rng_state()
+    batches = remaining_batches(loader, skip)  # the order is drawn here
+    if rng_now is not None:
+        set_rng_state(rng_now)
+    return batches, drawn_from
+
+
+def replay_states(position, world_size):
+    """``(rng, rng_now)`` of ``position`` for :func:`ordered_batches`: in
+    one process, the states a pass's order was drawn from and, when
+    batches were done, those to go on with (with none done the order is
+    drawn later, at the first batch); ``(None, None)`` when distributed,
+    where the samplers are seeded by the epoch."""
+    if world_size != 1:
+        return None, None
+    rng_now = position.get('rng_now') if position['batches_done'] else None
+    return position.get('rng'), rng_now
+
+
 @RUNNERS.register_module()
 class DavarEpochBasedRunner(EpochBasedRunner):
     """mmcv's ``EpochBasedRunner`` without the 2 s sleep at the start of
@@ -236,11 +266,7 @@ class DavarEpochBasedRunner(EpochBasedRunner):
             return 0, None, None
         self.logger.info(f'epoch {self.epoch + 1} continues after its '
                          f'first {done} batches (iter {self._iter})')
-        if self.world_size != 1:
-            return done, None, None
-        # with nothing to skip the order is drawn later, at the first batch
-        return done, position.get('rng'), \
-            position.get('rng_now') if done else None
+        return (done, *replay_states(position, self.world_size))
 
     def train(self, data_loader, **kwargs):
         self.model.train()
@@ -251,12 +277,9 @@ class DavarEpochBasedRunner(EpochBasedRunner):
         self.resumed_batches = skip
         self.call_hook('before_train_epoch')
         # no sleep here (mmcv's 2 s one)
-        if rng is not None:
-            set_rng_state(rng)
-        self.epoch_rng = rng_state() if self.world_size == 1 else None
-        batches = remaining_batches(self.data_loader, skip)  # order drawn
-        if rng_now is not None:
-            set_rng_state(rng_now)
+        batches, drawn_from = ordered_batches(self.data_loader, skip, rng,
+                                              rng_now)
+        self.epoch_rng = drawn_from if self.world_size == 1 else None
         for i, data_batch in enumerate(batches, start=skip):
             self.data_batch = data_batch
             self._inner_iter = i
@@ -285,13 +308,9 @@ class DavarIterLoader(IterLoader):
         self._start_pass()
 
     def _start_pass(self, skip=0, rng=None, rng_now=None):
-        if rng is not None:
-            set_rng_state(rng)
-        #: random states the pass's order was drawn from
-        self.pass_rng = rng_state()
-        self.iter_loader = remaining_batches(self._dataloader, skip)
-        if rng_now is not None:
-            set_rng_state(rng_now)
+        #: the pass, and the random states its order was drawn from
+        self.iter_loader, self.pass_rng = ordered_batches(
+            self._dataloader, skip, rng, rng_now)
         #: batches taken from the current pass
         self.batches_done = skip
 
@@ -328,11 +347,8 @@ class DavarIterLoader(IterLoader):
         self._epoch = position['epoch']
         if hasattr(self._dataloader.sampler, 'set_epoch'):
             self._dataloader.sampler.set_epoch(self._epoch)
-        done = position['batches_done']
-        rng = position.get('rng') if world_size == 1 else None
-        rng_now = position.get('rng_now') if world_size == 1 and done \
-            else None
-        self._start_pass(done, rng, rng_now)
+        self._start_pass(position['batches_done'],
+                         *replay_states(position, world_size))
         return True
 
 

@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,3 +37,28 @@ def run_bounded(args, env=None, timeout=300, cwd=ROOT):
     process group from the repository root; the whole group is killed if
     it outlives ``timeout`` seconds."""
     return finish(start(args, env, cwd), timeout)
+
+
+def tool_env(*paths):
+    """The environment of a tool run: unbuffered, one thread, ``paths``
+    before the caller's PYTHONPATH."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    path = os.pathsep.join(
+        p for p in (*paths, os.environ.get('PYTHONPATH')) if p)
+    if path:
+        env['PYTHONPATH'] = path
+    return env
+
+
+def run_tool(env, *args, timeout=300):
+    """(exit status, output) of ``python ARGS`` run from the repository
+    root with ``env``."""
+    return run_bounded([sys.executable, *args], env, timeout)
+
+
+def tool_ok(env, *args, timeout=300):
+    """The output of ``python ARGS`` (see :func:`run_tool`), which must
+    exit 0."""
+    code, out = run_tool(env, *args, timeout=timeout)
+    assert code == 0, f'{args} exited {code}:\n{out[-6000:]}'
+    return out

@@ -5,6 +5,7 @@ multi-dataset in ``batch_ratios`` with a sampler of the sampler registry,
 across every loaded registry (tests/fixtures/twin_toolbox.py); and the
 errors for what nothing understands. End to end through tools/train.py and
 tools/test.py, in-process for the rest."""
+import functools
 import glob
 import json
 import os
@@ -20,7 +21,7 @@ from davarocr_mmcv.apis.builder import (Resolver, build_sampler, check_data,
                                         split_by_ratios, split_settings)
 from davarocr_mmcv.apis.train import _loader
 from davarocr_mmcv.serialization import load_checkpoint_file
-from procs import run_bounded
+from procs import run_tool, tool_env, tool_ok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
@@ -35,20 +36,11 @@ import twin_toolbox  # noqa: E402
 
 CONFIG = 'tests/fixtures/fake_davarocr_rcg/configs/rcg_tiny.py'
 VAL_DIR = os.path.join(ROOT, 'demo/recognition/data/val')
-ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
-           PYTHONPATH=os.pathsep.join(
-               p for p in (FIXTURES, os.environ.get('PYTHONPATH')) if p))
+ENV = tool_env(FIXTURES)
 
 
-def run(*args, timeout=300):
-    """(exit status, output) of a tool run from the repository root."""
-    return run_bounded([sys.executable, *args], ENV, timeout)
-
-
-def ok(*args, timeout=300):
-    code, out = run(*args, timeout=timeout)
-    assert code == 0, f'{args} exited {code}:\n{out[-6000:]}'
-    return out
+run = functools.partial(run_tool, ENV)
+ok = functools.partial(tool_ok, ENV)
 
 
 @pytest.fixture(scope='module')

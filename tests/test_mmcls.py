@@ -3,27 +3,22 @@
 custom_imports, CustomDataset is mmcls's (a registry with no parent), not
 mmdet's, and ImageClassifier (in a child of mmcv's root registry) is
 evaluated without mmdet's ``rescale``."""
+import functools
 import glob
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from davarocr_mmcv.serialization import load_checkpoint_file
-from procs import run_bounded
+from procs import tool_env, tool_ok
 
 CONFIG = 'tests/fixtures/mmcls_tiny/mmcls_lenet.py'
 CLASSES = 6
-ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-
-
-def ok(*args, timeout=300):
-    code, out = run_bounded([sys.executable, *args], ENV, timeout)
-    assert code == 0, f'{args} exited {code}:\n{out[-6000:]}'
-    return out
+ENV = tool_env()
+ok = functools.partial(tool_ok, ENV)
 
 
 def make_images(root, per_class, seed):

@@ -3,6 +3,7 @@ without a scope, resolved across the OpenMMLab registry tree: in-process
 through davarocr_mmcv.apis, and end to end through tools/train.py and
 tools/test.py with the toolbox in custom_imports (in the config or given
 with --cfg-options)."""
+import functools
 import glob
 import json
 import os
@@ -16,7 +17,7 @@ from mmdet.models.builder import MODELS
 from davarocr_mmcv.apis import build_dataset, build_model
 from davarocr_mmcv.apis.builder import locate
 from davarocr_mmcv.serialization import load_checkpoint_file
-from procs import run_bounded
+from procs import run_tool, tool_env, tool_ok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLBOX = os.path.join(ROOT, 'tests', 'toolbox')
@@ -28,21 +29,12 @@ import othertoolbox  # noqa: E402
 CONFIG = 'tests/toolbox/configs/toolbox_crnn.py'
 NO_IMPORT = 'tests/toolbox/configs/toolbox_crnn_no_import.py'
 VAL = os.path.join(ROOT, 'demo/recognition/data/val/labels.txt')
-ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
-           PYTHONPATH=os.pathsep.join(
-               p for p in (TOOLBOX, os.environ.get('PYTHONPATH')) if p))
+ENV = tool_env(TOOLBOX)
 TOOLBOX_IMPORTS = 'custom_imports.imports=[davarocr_mmcv,mytoolbox]'
 
 
-def run(*args, timeout=300):
-    """(exit status, output) of a tool run from the repository root."""
-    return run_bounded([sys.executable, *args], ENV, timeout)
-
-
-def ok(*args, timeout=300):
-    code, out = run(*args, timeout=timeout)
-    assert code == 0, f'{args} exited {code}:\n{out[-6000:]}'
-    return out
+run = functools.partial(run_tool, ENV)
+ok = functools.partial(tool_ok, ENV)
 
 
 # ------------------------------------------------------------- in-process

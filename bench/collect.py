@@ -142,9 +142,9 @@ class _Shape:
         dist.broadcast(size, src=1)
         payload = torch.empty(int(size), dtype=torch.uint8)
         if self.rank == 1:
-            payload = torch.from_numpy(bytearray().join(
+            payload = torch.frombuffer(bytearray().join(
                 [s for s, _ in messages] +
-                [b for _, bufs in messages for b in bufs]))
+                [b for _, bufs in messages for b in bufs]), dtype=torch.uint8)
         dist.barrier()
         start = time.perf_counter()
         if self.rank == 1:
@@ -226,15 +226,19 @@ def _best(runs):
     best = {}
     for run in runs:
         for key, value in run.items():
-            if key.startswith('floor_') or key in ('pack_s', 'payload_mb'):
+            if key in _FLOOR_PARTS:
                 continue
             if value is not None and (key not in best or value < best[key]):
                 best[key] = value
     floor_run = min(runs, key=lambda r: r['floor_s'])
-    for key in ('floor_transfer_s', 'floor_rebuild_s', 'payload_mb'):
+    for key in _FLOOR_PARTS:
         best[key] = floor_run[key]
     best['pack_s'] = min(r['pack_s'] for r in runs)
     return best
+
+
+_FLOOR_PARTS = ('floor_transfer_s', 'floor_rebuild_s', 'payload_mb',
+                'pack_s')
 
 
 def _verdicts(row):

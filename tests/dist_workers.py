@@ -227,3 +227,17 @@ def comm_drawn_sample(rank, world_size, folder):
     else:
         with open(os.path.join(folder, f'rank{rank}.json'), 'w') as f:
             json.dump(parts, f)
+
+
+def comm_senders_in_turn(rank, world_size, out):
+    """gather_lists from every rank, ranks holding different counts, in
+    many small messages (dst takes one from each sender in turn); rank 0
+    reports the order it got."""
+    import numpy as np
+    from davarocr_mmcv.core.comm import gather_lists
+    items = [(i, np.full(i % 4, i, np.int32)) for i in range(
+        rank, 30 + 7 * rank, world_size)]
+    parts = gather_lists(items, chunk_bytes=64)
+    if rank == 0:
+        with open(os.path.join(out, 'turns.json'), 'w') as f:
+            json.dump([[[i, a.tolist()] for i, a in p] for p in parts], f)

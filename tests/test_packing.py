@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from davarocr_mmcv.core.comm import interleave, pack_messages
 from davarocr_mmcv.core.packing import Packer, pack, unpack
-from dist_workers import comm_drawn_sample, launch
+from dist_workers import comm_drawn_sample, comm_senders_in_turn, launch
 
 
 def exact(value):
@@ -243,3 +243,11 @@ def test_a_drawn_result_set_through_a_real_gloo_gather(tmp_path, items):
     check_round_trip(items, got)
     with open(tmp_path / 'rank1.json') as f:
         assert json.load(f) is None  # only rank 0 gets the results
+
+
+def test_three_ranks_with_different_counts(tmp_path):
+    launch(comm_senders_in_turn, 3, 180, str(tmp_path))
+    with open(tmp_path / 'turns.json') as f:
+        parts = json.load(f)
+    assert parts == [[[i, [i] * (i % 4)] for i in range(r, 30 + 7 * r, 3)]
+                     for r in range(3)]

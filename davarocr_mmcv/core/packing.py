@@ -32,6 +32,11 @@ _ndarray = np.ndarray
 _Tensor = torch.Tensor
 _PADS = [bytes(n) for n in range(64)]
 _TORCH_DTYPES = {}  # torch.dtype -> its name, pickled instead of the dtype
+#: numpy's own rebuilder of scalars (``numpy.core.multiarray.scalar``)
+_scalar = np.float32(0).__reduce__()[0]
+#: numpy's numeric scalar types (np.float32 confidences, np.int64 labels)
+_SCALARS = frozenset(t for t in np.sctypeDict.values()
+                     if issubclass(t, (np.number, np.bool_)))
 
 
 @contextlib.contextmanager
@@ -113,6 +118,9 @@ class Packer(pickle.Pickler):
             return np.asarray, (self._placeholder,)
         if kind is _Tensor:
             return self._tensor(obj)
+        if kind in _SCALARS:
+            # numpy's own reduction, without its per-call import
+            return _scalar, (obj.dtype, obj.tobytes())
         return NotImplemented
 
     def _in_band(self, buffer):

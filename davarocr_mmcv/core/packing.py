@@ -103,6 +103,7 @@ class Packer(pickle.Pickler):
         self._placeholder = None
 
     def reducer_override(self, obj):
+        """Called by pickle for objects of non-builtin types only."""
         kind = type(obj)
         if kind is _ndarray:
             if obj.size:

@@ -22,6 +22,14 @@ that several registries hold goes to the first of these tiers that holds it:
 
 Two holders in the tier that decides raise a ``KeyError`` that lists them
 and the ``'<scope>.<Name>'`` spelling that picks each.
+
+A nested dataset config is built before the config holding it only where
+a dataset is expected: under ``dataset`` / ``datasets`` of a class whose
+constructor takes datasets (not one that builds its configs itself, as
+mmocr's ``UniformConcatDataset``), and in DavarOCR's multi-dataset; any
+other value, even one naming a class with ``__getitem__`` and ``__len__``
+(mmocr's ``loader=dict(type='AnnFileLoader')``), goes to the constructor
+as written, as mmcv's and mmdet's builders pass it.
 """
 import copy
 import inspect
@@ -323,10 +331,11 @@ def build_dataset(cfg, default_args=None, resolver=None):
       ``img_prefix`` split, other values shared), each built; the wrapper
       gets ``batch_ratios`` and the list of datasets, and its own
       ``test_mode`` is a default for those datasets, as in DavarOCR;
-    - any other config: the configs of datasets it holds (under
-      ``dataset`` / ``datasets``, or any key whose value is a dataset
-      config) are built first and it is built as a wrapper, without
-      ``default_args``; a config that holds none is built with them.
+    - any other config: the dataset configs under its ``dataset`` /
+      ``datasets`` are built first, unless its constructor builds them
+      itself, and it is built as a wrapper, without ``default_args``; a
+      config that holds none is built with them, its other values (a
+      ``loader``, a ``parser``) as written (module doc).
 
     ``cfg`` is left as it was.
 
@@ -369,7 +378,7 @@ def _build_dataset(cfg, default_args, resolver, where='dataset'):
         ], resolver, separate_eval=separate_eval)
     wrapper = False
     for key, value in args.items():
-        if key in WRAPPED_KEYS or _is_dataset_config(value, resolver):
+        if key in WRAPPED_KEYS and not _builds_its_datasets(cls):
             if isinstance(value, (list, tuple)):  # a list stays a list
                 args[key] = [_build_dataset(v, default_args, resolver,
                                             f'{where}.{key}[{i}]')
@@ -388,14 +397,18 @@ def _build(cls, registry, args, default_args=None):
                           default_args)
 
 
-def _is_dataset_config(value, resolver):
-    if isinstance(value, (list, tuple)):
-        return bool(value) and all(_is_dataset_config(v, resolver)
-                                   for v in value)
-    return isinstance(value, dict) and (
-        _of_kind(value.get('type'), 'dataset')
-        or isinstance(value.get('type'), str)
-        and bool(resolver.holders(value['type'], 'dataset')))
+def _builds_its_datasets(cls):
+    """Whether the constructor of ``cls`` builds the dataset configs it is
+    given: it calls a ``build_dataset`` (mmocr's ``UniformConcatDataset``,
+    mmaction's ``ConcatDataset``)."""
+    todo = [getattr(getattr(cls, '__init__', None), '__code__', None)]
+    while todo:  # with its comprehensions' and inner functions' code
+        code = todo.pop()
+        if code is not None:
+            if any('build_dataset' in name for name in code.co_names):
+                return True
+            todo.extend(c for c in code.co_consts if inspect.iscode(c))
+    return False
 
 
 def _concat(datasets, resolver, **kwargs):

@@ -171,9 +171,9 @@ def test_an_nvcc_installed_from_the_index_is_found_with_what_it_lacks(
     assert got['PLAN_MODE'] == 'cuda'
     assert got['PLAN_CUDA_HOME'] == str(home)
     assert 'from the package index' in got['PLAN_WHY']
-    # CCCL's headers where nvcc's profile does not look, and the
-    # versioned libcudart for -lcudart
-    assert got['PLAN_INCLUDES'] == str(home / 'include' / 'cccl')
+    # all headers in one folder (nvcc finds include/cccl itself); only
+    # the versioned libcudart, to link as -lcudart
+    assert got['PLAN_INCLUDES'] == ''
     assert got['PLAN_LIBCUDART'] == str(home / 'lib' / 'libcudart.so.13')
 
 
@@ -193,7 +193,7 @@ def test_cuda12_wheels_spread_over_packages(tmp_path):
 def test_a_full_toolkit_needs_nothing_more(tmp_path):
     home = tmp_path / 'cuda-13.0'
     fake_nvcc(home)
-    for sub in ('targets', 'include/cccl', 'lib64'):
+    for sub in ('include/cccl', 'lib64'):
         (home / sub).mkdir(parents=True)
     (home / 'lib64' / 'libcudart.so').write_bytes(b'')
     got = decide(CUDA_HOME=str(home))

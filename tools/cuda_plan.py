@@ -14,8 +14,9 @@ Prints shell assignments for ``eval``:
   capabilities of the GPUs present unless the environment sets it),
   ``PLAN_JOBS`` (compile jobs), ``PLAN_INCLUDES`` / ``PLAN_LIBCUDART``
   (what a toolkit installed from wheels lacks in the places torch's
-  extension builder looks: extra include folders, and the versioned
-  libcudart to link as ``-lcudart``), ``PLAN_GPUS`` and ``PLAN_WHY``.
+  extension builder looks: include folders of other packages, and the
+  versioned libcudart to link as ``-lcudart``), ``PLAN_GPUS`` and
+  ``PLAN_WHY``.
 
 The decision (:func:`plan`) takes torch's facts as an argument, so a test
 drives it without a GPU; :func:`torch_facts` reads them from torch.
@@ -180,18 +181,17 @@ def nvcc_candidates(env, search_path):
 
 def toolkit_gaps(home, search_path):
     """(include folders, libcudart) that a toolkit at ``home`` installed
-    from wheels needs besides ``home/include`` and ``home/lib*``: CCCL's
-    headers (nvcc's profile expects them under targets/), the runtime's
-    and CCCL's own packages before CUDA 13, and libcudart.so.N when no
-    unversioned libcudart.so is there for ``-lcudart``."""
-    includes = [os.path.join(home, 'include', 'cccl')]
-    libs = [os.path.join(home, 'lib64'), os.path.join(home, 'lib')]
+    from wheels lacks where torch's extension builder looks
+    (``home/include``, ``home/lib64`` or ``home/lib``): before CUDA 13 the
+    runtime's and CCCL's headers are packages of their own; and
+    libcudart.so.N is there but no libcudart.so for ``-lcudart``. (From
+    CUDA 13 nvcc finds CCCL's headers in ``home/include/cccl`` itself.)"""
+    includes, libs = [], [os.path.join(home, 'lib64'),
+                          os.path.join(home, 'lib')]
     for root in wheel_roots(search_path):
         for package in ('cuda_runtime', 'cuda_cccl'):
             includes.append(os.path.join(root, package, 'include'))
             libs.append(os.path.join(root, package, 'lib'))
-    if os.path.isdir(os.path.join(home, 'targets')):
-        includes = includes[1:]  # a full toolkit: nvcc finds CCCL itself
     includes = [p for p in includes if os.path.isdir(p)]
     if any(os.path.exists(os.path.join(p, 'libcudart.so')) for p in libs):
         return includes, ''

@@ -138,8 +138,9 @@ cuda_plan() {
 
 # The paragraph of a GPU machine without a CUDA compiler.
 no_compiler() {
-  local fix="$VENV/bin/pip install" package
-  for package in $PLAN_PACKAGES; do fix+=" \"$package\""; done
+  local fix="$VENV/bin/pip install" package packages
+  read -ra packages <<<"$PLAN_PACKAGES"
+  for package in "${packages[@]}"; do fix+=" \"$package\""; done
   cat <<EOF
 [setup] No CUDA compiler: torch sees $PLAN_GPUS, but there is $PLAN_WHY.
 [setup] So mmcv-full gets CPU ops only, built with the GPU hidden from its build.
@@ -196,8 +197,8 @@ cuda_plan
 if [[ "$PLAN_MODE" == install ]]; then
   echo "[setup] torch sees $PLAN_GPUS; $PLAN_WHY"
   echo "[setup] installing the CUDA $PLAN_CUDA compiler: $PLAN_PACKAGES"
-  # shellcheck disable=SC2086  # one argument per package
-  quiet "${PIP[@]}" -q $PLAN_PACKAGES || true  # none: said below
+  read -ra PACKAGES <<<"$PLAN_PACKAGES"
+  quiet "${PIP[@]}" -q "${PACKAGES[@]}" || true  # none: said below
   cuda_plan --installed
 fi
 # the environment of the ops' build: CPU ops unless CUDA ones can be had

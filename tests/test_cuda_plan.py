@@ -171,10 +171,25 @@ def test_an_nvcc_installed_from_the_index_is_found_with_what_it_lacks(
     assert got['PLAN_MODE'] == 'cuda'
     assert got['PLAN_CUDA_HOME'] == str(home)
     assert 'from the package index' in got['PLAN_WHY']
-    # all headers in one folder (nvcc finds include/cccl itself); only
-    # the versioned libcudart, to link as -lcudart
+    # its headers in one folder (nvcc finds include/cccl itself) with
+    # torch's CUDA libraries'; only the versioned libcudart, to link as
+    # -lcudart
     assert got['PLAN_INCLUDES'] == ''
     assert got['PLAN_LIBCUDART'] == str(home / 'lib' / 'libcudart.so.13')
+
+
+def test_a_toolkit_without_the_cuda_libraries_gets_torchs_headers(tmp_path):
+    # a toolkit of nvcc and the runtime only: ATen's CUDA headers include
+    # cusparse.h, which torch's packages bring, searched after its own
+    home = tmp_path / 'cuda-13.0'
+    fake_nvcc(home)
+    (home / 'include').mkdir()
+    site = tmp_path / 'site-packages'
+    for package in ('cu13', 'nccl'):
+        (site / 'nvidia' / package / 'include').mkdir(parents=True)
+    got = decide(CUDA_HOME=str(home), search_path=[str(site)])
+    assert got['PLAN_INCLUDES'].split(os.pathsep) == [
+        str(site / 'nvidia' / p / 'include') for p in ('cu13', 'nccl')]
 
 
 def test_cuda12_wheels_spread_over_packages(tmp_path):
@@ -186,7 +201,7 @@ def test_cuda12_wheels_spread_over_packages(tmp_path):
     assert got['PLAN_KEY'] == 'cu128-sm80'
     assert got['PLAN_INCLUDES'].split(os.pathsep) == [
         str(site / 'nvidia' / p / 'include')
-        for p in ('cuda_runtime', 'cuda_cccl')]
+        for p in ('cuda_cccl', 'cuda_runtime')]
     assert got['PLAN_LIBCUDART'].endswith('cuda_runtime/lib/libcudart.so.12')
 
 

@@ -13,10 +13,10 @@ Prints shell assignments for ``eval``:
 - ``PLAN_CUDA_HOME``, ``PLAN_ARCHS`` (``TORCH_CUDA_ARCH_LIST``: the
   capabilities of the GPUs present unless the environment sets it),
   ``PLAN_JOBS`` (compile jobs), ``PLAN_INCLUDES`` / ``PLAN_LIBCUDART``
-  (what a toolkit installed from wheels lacks in the places torch's
-  extension builder looks: include folders of other packages, and the
-  versioned libcudart to link as ``-lcudart``), ``PLAN_GPUS`` and
-  ``PLAN_WHY``.
+  (what the toolkit may lack where torch's extension builder looks:
+  the include folders of the CUDA packages installed from the index, to
+  search after the toolkit's, and the versioned libcudart to link as
+  ``-lcudart``), ``PLAN_GPUS`` and ``PLAN_WHY``.
 
 The decision (:func:`plan`) takes torch's facts as an argument, so a test
 drives it without a GPU; :func:`torch_facts` reads them from torch.
@@ -180,19 +180,26 @@ def nvcc_candidates(env, search_path):
 
 
 def toolkit_gaps(home, search_path):
-    """(include folders, libcudart) that a toolkit at ``home`` installed
-    from wheels lacks where torch's extension builder looks
-    (``home/include``, ``home/lib64`` or ``home/lib``): before CUDA 13 the
-    runtime's and CCCL's headers are packages of their own; and
-    libcudart.so.N is there but no libcudart.so for ``-lcudart``. (From
-    CUDA 13 nvcc finds CCCL's headers in ``home/include/cccl`` itself.)"""
+    """(include folders, libcudart) that the build needs besides a toolkit
+    at ``home``, whose ``include`` and ``lib64`` or ``lib`` torch's
+    extension builder uses.
+
+    The include folders are those of the CUDA packages installed from the
+    index (``nvidia/*/include``: torch's own CUDA libraries, and the
+    compiler's packages), searched after the toolkit's: they hold what a
+    toolkit without the CUDA libraries lacks (``cusparse.h``,
+    ``cublas_v2.h``, which ATen's CUDA headers include) and, before CUDA 13,
+    the runtime's and CCCL's headers of a compiler installed from the
+    index. libcudart is the versioned ``libcudart.so.N`` where no
+    ``libcudart.so`` is there for ``-lcudart`` (the index's runtime)."""
+    own = os.path.realpath(os.path.join(home, 'include'))
     includes, libs = [], [os.path.join(home, 'lib64'),
                           os.path.join(home, 'lib')]
     for root in wheel_roots(search_path):
-        for package in ('cuda_runtime', 'cuda_cccl'):
-            includes.append(os.path.join(root, package, 'include'))
-            libs.append(os.path.join(root, package, 'lib'))
-    includes = [p for p in includes if os.path.isdir(p)]
+        for folder in sorted(glob.glob(os.path.join(root, '*', 'include'))):
+            if os.path.realpath(folder) != own:
+                includes.append(folder)
+        libs.append(os.path.join(root, 'cuda_runtime', 'lib'))
     if any(os.path.exists(os.path.join(p, 'libcudart.so')) for p in libs):
         return includes, ''
     versioned = [f for p in libs for f in sorted(

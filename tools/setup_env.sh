@@ -209,9 +209,9 @@ case "$PLAN_MODE" in
     echo "[setup] torch sees $PLAN_GPUS: CUDA ops for TORCH_CUDA_ARCH_LIST=$PLAN_ARCHS, $PLAN_WHY"
     BUILD_ENV=(MMCV_WITH_OPS=1 FORCE_CUDA=1 "CUDA_HOME=$PLAN_CUDA_HOME"
                "TORCH_CUDA_ARCH_LIST=$PLAN_ARCHS" "PATH=$PLAN_CUDA_HOME/bin:$PATH")
-    if [[ -n "$PLAN_INCLUDES" ]]; then
-      BUILD_ENV+=("CPATH=$PLAN_INCLUDES${CPATH:+:$CPATH}"
-                  "NVCC_PREPEND_FLAGS=-I${PLAN_INCLUDES//:/ -I} ${NVCC_PREPEND_FLAGS:-}")
+    if [[ -n "$PLAN_INCLUDES" ]]; then  # searched after the toolkit's
+      BUILD_ENV+=("CPATH=${CPATH:+$CPATH:}$PLAN_INCLUDES"
+                  "NVCC_APPEND_FLAGS=${NVCC_APPEND_FLAGS:-} -I${PLAN_INCLUDES//:/ -I}")
     fi
     if [[ -n "$PLAN_LIBCUDART" ]]; then  # -lcudart wants libcudart.so
       LINKS="$(cd "$VENV" && pwd)/.cuda-link"

@@ -38,7 +38,7 @@ GPUS = torch.cuda.device_count() if MISSING is None else 0
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(MISSING is not None, reason=str(MISSING))]
 two_gpus = pytest.mark.skipif(
-    GPUS < 2, reason=f'needs 2 GPUs, torch sees {GPUS}')
+    GPUS < 2, reason=str(MISSING or f'needs 2 GPUs, torch sees {GPUS}'))
 
 RECOGNITION = 'demo/recognition/crnn_lightweight.py'
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',

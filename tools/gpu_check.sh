@@ -77,7 +77,7 @@ STATUS=0
 TESTS=$((SECONDS - START - SETUP))
 
 echo "[gpu-check] 3/3 summary"
-SETUP=$SETUP TESTS=$TESTS STATUS=$STATUS "$VENV/bin/python" - "$OUT" <<'EOF'
+SETUP=$SETUP TESTS=$TESTS STATUS=$STATUS "$VENV/bin/python" -W ignore - "$OUT" <<'EOF'
 import os, platform, sys, time
 import xml.etree.ElementTree as ET
 import mmcv, mmdet, numpy, torch

@@ -51,8 +51,8 @@ def test_arch_list_is_the_gpus_present():
 
 
 @pytest.mark.parametrize('archs, key', [
-    ('9.0', 'sm90'), ('8.0;9.0+PTX', 'sm80-sm90ptx'), ('8.6 9.0a', 'sm86-sm90a'),
-    ('Hopper', 'hopper')])
+    ('9.0', 'sm90'), ('8.0;9.0+PTX', 'sm80-sm90ptx'),
+    ('8.6 9.0a', 'sm86-sm90a'), ('Hopper', 'hopper')])
 def test_arch_key(archs, key):
     assert arch_key(archs) == key
 

@@ -18,7 +18,7 @@ import torch
 
 from davarocr_mmcv.serialization import load_checkpoint_file
 from dist_workers import dist_loader, launch
-from procs import ROOT, run_bounded
+from procs import run_bounded
 from toy import ScriptedDataset
 
 

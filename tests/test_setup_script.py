@@ -39,10 +39,11 @@ sys.exit(1)
 '''
 
 
-def fake_sdist(folder):
+def fake_sdist(folder, setup=FAKE_SETUP):
+    """An mmcv-full-1.7.1.tar.gz in ``folder`` whose setup.py is ``setup``."""
     path = os.path.join(folder, 'mmcv-full-1.7.1.tar.gz')
     with tarfile.open(path, 'w:gz') as tar:
-        data = FAKE_SETUP.encode()
+        data = setup.encode()
         info = tarfile.TarInfo('mmcv-full-1.7.1/setup.py')
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
@@ -193,14 +194,8 @@ def set_up(tmp_path, gpu_cuda=None, setup=RECORD_SETUP, stamp=None, **env):
         with open(os.path.join(site_packages(venv), 'sitecustomize.py'),
                   'w') as f:
             f.write(FAKE_GPU)
-    sdist = tmp_path / 'sdist'
-    sdist.mkdir()
-    path = os.path.join(sdist, 'mmcv-full-1.7.1.tar.gz')
-    with tarfile.open(path, 'w:gz') as tar:
-        data = setup.encode()
-        info = tarfile.TarInfo('mmcv-full-1.7.1/setup.py')
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    (tmp_path / 'sdist').mkdir()
+    path = fake_sdist(str(tmp_path / 'sdist'), setup)
     cache = tmp_path / 'cache'
     record = tmp_path / 'record.json'
     base = {k: v for k, v in os.environ.items()

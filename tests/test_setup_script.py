@@ -326,3 +326,20 @@ def test_a_gpu_machine_with_cpu_ops_looks_for_a_compiler_again(tmp_path):
     status, out, built, _ = set_up(tmp_path / 'cpu', stamp=stamp[:1])
     assert status == 0 and out.strip() == \
         f'[setup] {tmp_path / "cpu" / "venv"} is up to date'
+
+
+def test_offline_from_a_wheelhouse_with_the_images_torch(tmp_path):
+    # WHEELHOUSE: pip asks no index, the sdist lying there is the one
+    # built; SYSTEM_TORCH=1: the torch found is used, its pins dropped
+    wheels = tmp_path / 'wheels'
+    wheels.mkdir()
+    fake_sdist(str(wheels), RECORD_SETUP)
+    status, out, built, _ = set_up(tmp_path, WHEELHOUSE=str(wheels),
+                                   MMCV_SDIST='', SYSTEM_TORCH='1')
+    assert '2/6 use the torch and torchvision installed for' in out
+    assert built is not None, out  # the wheelhouse's sdist was built
+    (log, ) = (tmp_path / 'cache').glob('*.log')
+    links = log.read_text().split('Looking in links: ')[1].splitlines()[0]
+    assert str(wheels) in links.split(', ')
+    pins = (tmp_path / 'venv' / '.davarocr-constraints.txt').read_text()
+    assert 'mmdet==2.28.2' in pins and 'torch==' not in pins

@@ -17,7 +17,18 @@
 #   machine whose host name sorts first); with MAX_RESTARTS on several
 #   machines, a failure on one restarts every machine at once. RDZV_ID names
 #   the run (default davarocr-PORT), the same on every machine.
+# PYTHON (default python): the interpreter that runs torchrun and train.py,
+#   e.g. PYTHON=.venv/bin/python when .venv is not activated.
 set -euo pipefail
+usage() {  # the comment above, without its '#'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+}
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then usage; exit 0; fi
+if [ $# -lt 2 ] || ! [[ "$2" =~ ^([0-9]+|auto|cpu|gpu)$ ]]; then
+  usage >&2
+  echo "dist_train.sh: expected CONFIG NUM_PROCS [train.py args...], got: ${*:-no arguments}" >&2
+  exit 2
+fi
 CONFIG=$1
 NPROC=$2
 shift 2

@@ -132,7 +132,7 @@ def test_every_path_named_exists(doc):
 
 
 @functools.lru_cache()
-def test_names():
+def defined_tests():
     names = set()
     for path in glob.glob(osp.join(ROOT, 'tests', '**', '*.py'),
                           recursive=True):
@@ -145,7 +145,7 @@ def test_names():
 def test_every_test_named_exists(doc):
     named = {m for piece in quoted(doc)
              for m in re.findall(r'::(test_\w+)', piece)}
-    assert named <= test_names(), f'{doc}: {sorted(named - test_names())}'
+    assert named <= defined_tests(), f'{doc}: {sorted(named - defined_tests())}'
 
 
 def is_module(dotted):

@@ -22,9 +22,9 @@ setup(
     python_requires='>=3.11,<3.12',
     # mmcv-full must be installed first (make venv builds it): pip finds it
     # and builds nothing. Left out on purpose (docs/installation.md):
-    # torchvision (must match the user's torch), opencv (mmcv-full picks its
-    # flavour; keep it <4.11), setuptools<81 (building mmcv-full only),
-    # mmcls, pytest (the test suite only).
+    # torchvision (must match the user's torch), opencv (opencv-python or
+    # -headless, the user's choice; keep it <4.11), setuptools<81 (building
+    # mmcv-full only), mmcls, pytest (the test suite only).
     install_requires=[
         'mmcv-full==1.7.1',
         'mmdet>=2.28,<2.29',

@@ -418,16 +418,20 @@ def test_davarocr_snippet_trains_and_keeps_the_best(tmp_path):
     assert_best(work, 0.9, 6)
 
 
-def test_mmdet_snippet_trains_with_mmdets_train_detector(tmp_path):
+@pytest.mark.parametrize('trainer', ['train_detector', 'train_model'])
+def test_mmdet_snippet_trains_and_keeps_the_best(tmp_path, trainer):
     """The README's mmdet snippet, trained by mmdet 2.28's own
-    train_detector: mmdet's EvalHook evaluates, DavarCheckpointHook keeps
+    train_detector (mmdet's EvalHook evaluates) and by train_model
+    (tools/train.py's; DavarEvalHook evaluates): DavarCheckpointHook keeps
     the best, TrainStatusHook writes status.json."""
     from mmdet.apis import train_detector
+    from davarocr_mmcv.apis import train_model
     from toy import ToyModel
+    train = dict(train_detector=train_detector, train_model=train_model)
     dataset = register_dataset(keys=('bbox_mAP', ))
     work = tmp_path / 'work'
     cfg = snippet_config('mmdet', tmp_path, rest_of_config(work))
-    train_detector(ToyModel(), [dataset()], cfg, validate=True,
+    train[trainer](ToyModel(), [dataset()], cfg, validate=True,
                    meta=dict(exp_name='docs'))
     assert_best(work, 0.9, 6)
     with open(work / 'status.json') as f:

@@ -48,8 +48,8 @@ FLAG = re.compile(r'(?<![\w-])--[A-Za-z][\w-]*')
 #: tools/test.py join this list with the toolbox issue's help texts.
 HELP_COMPLETE = ('tools/status.py', 'tools/publish.py',
                  'tools/plot_metrics.py', 'demo/run_demo.py')
-SNIPPET = re.compile(r'<!--\s*docs-test:\s*(\w+)\s*-->\s*\n```python\n(.*?)```',
-                     re.S)
+SNIPPET = re.compile(
+    r'<!--\s*docs-test:\s*(\w+)\s*-->\s*\n```python\n(.*?)```', re.S)
 
 
 def read(doc):
@@ -145,7 +145,8 @@ def defined_tests():
 def test_every_test_named_exists(doc):
     named = {m for piece in quoted(doc)
              for m in re.findall(r'::(test_\w+)', piece)}
-    assert named <= defined_tests(), f'{doc}: {sorted(named - defined_tests())}'
+    missing = named - defined_tests()
+    assert not missing, f'{doc}: {sorted(missing)}'
 
 
 def is_module(dotted):

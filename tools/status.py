@@ -10,6 +10,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from davarocr_mmcv.hooks.status import (STATUS_FILE,  # noqa: E402
                                         format_status, read_status)
+from davarocr_mmcv.version import __version__  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -18,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument('work_dir', help='the training work_dir')
     parser.add_argument('--json', action='store_true',
                         help='print the raw file')
+    parser.add_argument('--version', action='version',
+                        version=f'%(prog)s (davarocr-mmcv) {__version__}')
     return parser.parse_args(argv)
 
 

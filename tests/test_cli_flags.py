@@ -307,3 +307,19 @@ def test_options_with_cfg_options_stops_before_training(tmp_path):
                     '--cfg-options', 'runner.max_epochs=2', timeout=120)
     assert code == 2 and '--options and --cfg-options cannot be both' in out
     assert not os.listdir(tmp_path)
+
+
+def test_torch_distributed_launch_line_of_davarocr_and_mmdet(tmp_path):
+    """DavarOCR's demo dist_train.sh and mmdet 2.x's tools/dist_train.sh:
+    python -m torch.distributed.launch ... tools/train.py CONFIG
+    --launcher pytorch, which passes --local-rank to each process."""
+    from toy import free_port
+    work = tmp_path / 'work'
+    out = ok('-m', 'torch.distributed.launch', '--nproc_per_node', '2',
+             '--master_port', str(free_port()), 'tools/train.py',
+             RECOGNITION, '--launcher', 'pytorch', '--seed', '0',
+             '--no-validate', '--work-dir', str(work), '--cfg-options',
+             'runner.max_epochs=1', 'data.train.times=1')
+    assert 'Distributed training: True' in out
+    latest = load_checkpoint_file(str(work / 'latest.pth'))['meta']
+    assert latest['epoch'] == 1

@@ -88,7 +88,7 @@ def add_run_options(parser, options_alias_of, gpus=False):
         '--cfg-options', nargs='+', action=DictOptionsAction,
         metavar='KEY=VALUE',
         help='override config settings: a.b=1, k=a,b or k="[a,b]" for a '
-        "list, k=\"{'a': 1}\" for a dict (quoted, no spaces needed)")
+        "list, k=\"{'a': 1}\" for a dict (quoted for the shell)")
     parser.add_argument(
         '--options', nargs='+', action=DictOptionsAction,
         metavar='KEY=VALUE',

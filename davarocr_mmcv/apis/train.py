@@ -212,8 +212,9 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     """Train ``model`` on ``dataset`` as DavarOCR's ``train_model`` does.
 
     Builds the loaders, wraps the model (MMDataParallel, or a distributed
-    wrapper that also works on CPU with gloo), builds the runner from
-    ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
+    wrapper that also works on CPU with gloo), scales ``optimizer.lr``
+    when ``cfg.auto_scale_lr.enable`` (:func:`auto_scale_lr`), builds the
+    runner from ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
     ``checkpoint_config`` (default type DavarCheckpointHook), ``log_config``
     and ``custom_hooks``, the eval hook of ``cfg.evaluation`` with
     ``validate``, :class:`PreemptionHook` (``cfg.preemption``, a dict of

@@ -599,3 +599,48 @@ def import_custom_modules(cfg):
         import_modules_from_strings(**dict(custom))
     elif custom:
         import_modules_from_strings(config_imports(cfg))
+
+
+def build_eval_loader(cfg, split, distributed=False, resolver=None):
+    """The dataset of ``cfg.data.<split>`` (``'val'`` or ``'test'``), in
+    test mode, and its evaluation loader (:func:`build_eval_dataloader`,
+    with the settings of :func:`split_settings`), as training's eval hook
+    and tools/test.py use them.
+
+    Args:
+        resolver (Resolver | None): default ``Resolver.of(cfg)``.
+
+    Returns:
+        tuple: (dataset, loader)
+
+    Raises:
+        KeyError: the config has no ``data.<split>``.
+        ValueError: ``data.<split>`` is DavarOCR's flat recognition test
+            section (``batch_ratios`` and per-set keys, no ``dataset``).
+    """
+    dataset_cfg, settings = split_settings(cfg.data, split)
+    if dataset_cfg is None:
+        raise KeyError(f'data.{split}: the config has no {split} dataset; '
+                       f'give data.{split}')
+    if isinstance(dataset_cfg, dict) and 'batch_ratios' in dataset_cfg \
+            and 'dataset' not in dataset_cfg:  # DavarOCR's multi-dataset
+        per_set = sorted(set(dataset_cfg) - {'type', 'batch_ratios'})
+        kind = dataset_cfg.get('type')
+        retest = ('Re-test on the validation split with tools/test.py CONFIG '
+                  'CHECKPOINT --split val, or nest' if split == 'test'
+                  else 'Nest')
+        raise ValueError(
+            f"data.{split} is DavarOCR's flat recognition test section "
+            f'({kind} with batch_ratios and the per-set keys '
+            f'{", ".join(per_set)}, no dataset), which DavarOCR reads only '
+            f'in davar_rcg/tools/rcg_test.py. {retest} the set as its '
+            f"data.val does: data.{split}=dict(type='{kind}', "
+            'batch_ratios=1, test_mode=True, dataset=dict(type=<the text '
+            'dataset>, data_type=..., ann_file=..., ...))')
+    dataset = build_dataset(dataset_cfg, dict(test_mode=True),
+                            resolver or Resolver.of(cfg))
+    loader = build_eval_dataloader(
+        dataset, settings['samples_per_gpu'], settings['workers_per_gpu'],
+        distributed, persistent_workers=settings['persistent_workers'],
+        pin_memory=settings['pin_memory'])
+    return dataset, loader

@@ -1,8 +1,9 @@
 """train_model: DavarOCR's training entry, for mmcv-full 1.7.1 / mmdet 2.28."""
 import copy
+import inspect
 
-from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
-                         build_runner, get_dist_info)
+from mmcv.runner import (HOOKS, DistEvalHook, DistSamplerSeedHook,
+                         build_optimizer, build_runner, get_dist_info)
 from mmcv.utils import build_from_cfg, get_logger
 
 from ..core.metrics import notify
@@ -10,8 +11,8 @@ from ..core.preempt import Preempted
 from ..core.progress import is_iter_based_type
 from ..core.resume import resume_or_load
 from ..hooks import DavarDistEvalHook, DavarEvalHook, PreemptionHook
-from .builder import (Resolver, build_dataset, build_eval_dataloader,
-                      build_sampler, split_settings)
+from .builder import (Resolver, build_eval_loader, build_sampler,
+                      split_settings)
 from .dist import wrap_model
 
 #: evaluation.type -> (single-process hook, distributed hook)
@@ -46,6 +47,57 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
         logger.info('evaluation.type DavarDistEvalHook falls back to '
                     'DavarEvalHook in a non-distributed run')
     return cls(dataloader, **cfg), priority
+
+
+#: settings of ``cfg.evaluation`` for the hook that no hook's
+#: ``__init__`` names: registration options and mmdet 2.28's own argument
+EVAL_HOOK_KEYS = ('type', 'priority', 'dynamic_intervals')
+
+
+def evaluate_kwargs(eval_cfg):
+    """The settings of ``cfg.evaluation`` that reach ``dataset.evaluate``
+    (``metric``, DavarOCR's ``eval_func_params``, ...), as mmdet 2.28's and
+    DavarOCR's tools/test.py pass them: all but the hook's own, which are
+    the arguments that the ``__init__`` of the hook class
+    :func:`build_eval_hook` picks, of its distributed variant, of their
+    bases and of mmcv's ``DistEvalHook`` name, and
+    :data:`EVAL_HOOK_KEYS`."""
+    cfg = dict(eval_cfg or {})
+    hook_type = cfg.get('type')
+    classes = EVAL_HOOKS.get(hook_type) or (HOOKS.get(hook_type),)
+    own = set(EVAL_HOOK_KEYS)
+    for cls in (*classes, DistEvalHook):
+        for base in inspect.getmro(cls) if cls else ():
+            init = vars(base).get('__init__')
+            if inspect.isfunction(init):
+                own.update(name for name, p in inspect.signature(
+                    init).parameters.items() if p.kind in (
+                        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return {k: v for k, v in cfg.items() if k not in own}
+
+
+def auto_scale_lr(cfg, distributed, logger):
+    """mmdet 2.28's linear scaling rule: with ``cfg.auto_scale_lr.enable``
+    (tools/train.py ``--auto-scale-lr``), ``cfg.optimizer.lr`` is scaled
+    by the total batch (processes times ``samples_per_gpu``; one process
+    when not distributed) over ``cfg.auto_scale_lr.base_batch_size``."""
+    scale = cfg.get('auto_scale_lr') or {}
+    base = scale.get('base_batch_size')
+    if not scale.get('enable', False) or base is None:
+        return
+    gpus = get_dist_info()[1] if distributed else 1
+    samples = split_settings(cfg.data, 'train')[1]['samples_per_gpu']
+    batch = gpus * samples
+    logger.info(f'Training with {gpus} GPU(s) with {samples} samples per '
+                f'GPU. The total batch size is {batch}.')
+    if batch != base:
+        lr = batch / base * cfg.optimizer.lr
+        logger.info(f'LR has been automatically scaled from '
+                    f'{cfg.optimizer.lr} to {lr}')
+        cfg.optimizer.lr = lr
+    else:
+        logger.info(f'The batch size matches the base batch size {base}: '
+                    f'LR not scaled ({cfg.optimizer.lr}).')
 
 
 def _loader(dataset, settings, sampler_cfg, distributed, seed, runner_type,
@@ -160,8 +212,9 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     """Train ``model`` on ``dataset`` as DavarOCR's ``train_model`` does.
 
     Builds the loaders, wraps the model (MMDataParallel, or a distributed
-    wrapper that also works on CPU with gloo), builds the runner from
-    ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
+    wrapper that also works on CPU with gloo), scales ``optimizer.lr``
+    when ``cfg.auto_scale_lr.enable`` (:func:`auto_scale_lr`), builds the
+    runner from ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
     ``checkpoint_config`` (default type DavarCheckpointHook), ``log_config``
     and ``custom_hooks``, the eval hook of ``cfg.evaluation`` with
     ``validate``, :class:`PreemptionHook` (``cfg.preemption``, a dict of
@@ -182,6 +235,7 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     ]
     model = wrap_model(model, distributed,
                        cfg.get('find_unused_parameters', False))
+    auto_scale_lr(cfg, distributed, logger)
     runner = build_runner(runner_cfg, default_args=dict(
         model=model, optimizer=build_optimizer(model, cfg.optimizer),
         work_dir=cfg.work_dir, logger=logger, meta=meta))
@@ -198,13 +252,8 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         runner.register_hook(DistSamplerSeedHook())
 
     if validate:
-        val_cfg, val = split_settings(cfg.data, 'val')
-        val_dataset = build_dataset(val_cfg, dict(test_mode=True), resolver)
         # finite and in order, whatever the runner
-        val_loader = build_eval_dataloader(
-            val_dataset, val['samples_per_gpu'], val['workers_per_gpu'],
-            distributed, persistent_workers=val['persistent_workers'],
-            pin_memory=val['pin_memory'])
+        _, val_loader = build_eval_loader(cfg, 'val', distributed, resolver)
         hook, priority = build_eval_hook(cfg.get('evaluation'), val_loader,
                                          distributed, runner_type, logger)
         runner.register_hook(hook, priority=priority)

@@ -44,10 +44,10 @@ SH_TOOLS = {'tools/dist_train.sh': 'tools/train.py',
             'tools/dist_test.sh': 'tools/test.py'}
 TOOL = re.compile(r'(?<![\w./$-])((?:tools/\w+|demo/run_demo)\.(?:py|sh))\b')
 FLAG = re.compile(r'(?<![\w-])--[A-Za-z][\w-]*')
-#: Tools whose every option has a help text. tools/train.py and
-#: tools/test.py join this list with the toolbox issue's help texts.
-HELP_COMPLETE = ('tools/status.py', 'tools/publish.py',
-                 'tools/plot_metrics.py', 'demo/run_demo.py')
+#: Tools whose every option has a help text.
+HELP_COMPLETE = ('tools/train.py', 'tools/test.py', 'tools/status.py',
+                 'tools/publish.py', 'tools/plot_metrics.py',
+                 'demo/run_demo.py')
 SNIPPET = re.compile(
     r'<!--\s*docs-test:\s*(\w+)\s*-->\s*\n```python\n(.*?)```', re.S)
 

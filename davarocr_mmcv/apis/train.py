@@ -5,11 +5,12 @@ from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
                          build_runner, get_dist_info)
 from mmcv.utils import build_from_cfg, get_logger
 
-from ..core.metrics import notify
 from ..core.preempt import Preempted
 from ..core.progress import is_iter_based_type
 from ..core.resume import resume_or_load
+from ..core.state import notify
 from ..hooks import DavarDistEvalHook, DavarEvalHook, PreemptionHook
+from ..status import resume_command
 from .builder import (Resolver, build_dataset, build_eval_dataloader,
                       build_sampler, split_settings)
 from .dist import wrap_model
@@ -150,7 +151,6 @@ def _data_loader(dataset, settings, seed, sampler=None, batch_sampler=None):
 
 
 def _resume_command(cfg, validate):
-    from ..hooks.status import resume_command
     return resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
                           get_dist_info()[1], validate)
 

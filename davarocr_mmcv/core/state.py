@@ -17,6 +17,10 @@
                             requested by a pre-emption signal.
   ========================  ==============================================
 
+  A save point is asked of one hook, not told to all: the
+  :class:`ResumableSaver` (:func:`resumable_saver`) writes the state when a
+  stop is requested (PreemptionHook), before ``on_train_preempted``.
+
 * **Roles** by which hooks and runners find one another (a class, not an
   attribute name): :class:`Evaluator` (says whether it evaluates at a save
   point), :class:`ResumableSaver` (writes a save point on request),

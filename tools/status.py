@@ -8,8 +8,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from davarocr_mmcv.hooks.status import (STATUS_FILE,  # noqa: E402
-                                        format_status, read_status)
+from davarocr_mmcv.constants import STATUS_FILE  # noqa: E402
+from davarocr_mmcv.status import format_status, read_status  # noqa: E402
 from davarocr_mmcv.version import __version__  # noqa: E402
 
 

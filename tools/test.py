@@ -27,10 +27,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from davarocr_mmcv.apis import (build_model, multi_gpu_test,  # noqa: E402
                                 single_gpu_test, wrap_model)
-from davarocr_mmcv.apis.builder import Resolver, build_eval_loader  # noqa
 from davarocr_mmcv.apis.cli import (DictOptionsAction,  # noqa: E402
                                     add_run_options, check_args, load_config,
                                     make_parser, merge_options, start_run)
+from davarocr_mmcv.apis.data import build_eval_loader  # noqa: E402
+from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
 from davarocr_mmcv.apis.train import evaluate_kwargs  # noqa: E402
 
 #: the splits a checkpoint can be tested on

@@ -19,10 +19,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from davarocr_mmcv.apis import build_dataset, build_model  # noqa: E402
 from davarocr_mmcv.apis import train_model  # noqa: E402
-from davarocr_mmcv.apis.builder import Resolver, split_settings  # noqa: E402
 from davarocr_mmcv.apis.cli import (add_run_options,  # noqa: E402
                                     apply_mc_config, check_args, load_config,
                                     make_parser, start_run)
+from davarocr_mmcv.apis.data import split_settings  # noqa: E402
+from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
 from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE,  # noqa: E402
                                         Preempted)
 from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402

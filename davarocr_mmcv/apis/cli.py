@@ -12,7 +12,7 @@ from mmcv import Config, DictAction
 from mmcv.runner import get_dist_info
 
 from ..version import __version__
-from .builder import import_custom_modules
+from .resolve import import_custom_modules
 from .dist import LAUNCHERS, init_dist
 
 #: how to use N devices, per tool: one process each

@@ -6,14 +6,18 @@ from mmcv.runner import (HOOKS, DistEvalHook, DistSamplerSeedHook,
                          build_optimizer, build_runner, get_dist_info)
 from mmcv.utils import build_from_cfg, get_logger
 
-from ..core.metrics import notify
 from ..core.preempt import Preempted
 from ..core.progress import is_iter_based_type
 from ..core.resume import resume_or_load
+from ..core.state import notify
 from ..hooks import DavarDistEvalHook, DavarEvalHook, PreemptionHook
-from .builder import (Resolver, build_eval_loader, build_sampler,
-                      split_settings)
+from ..status import resume_command
+from .data import build_eval_loader, build_train_loader, split_settings
 from .dist import wrap_model
+from .resolve import Resolver
+
+#: The training loader's old name.
+_loader = build_train_loader
 
 #: evaluation.type -> (single-process hook, distributed hook)
 EVAL_HOOKS = {
@@ -100,109 +104,7 @@ def auto_scale_lr(cfg, distributed, logger):
                     f'LR not scaled ({cfg.optimizer.lr}).')
 
 
-def _loader(dataset, settings, sampler_cfg, distributed, seed, runner_type,
-            resolver):
-    """The training loader: shuffled; endless for an iteration-based runner
-    (IterBasedRunner or a subclass). ``settings``: ``split_settings``'s.
-
-    With ``data.sampler`` (``sampler_cfg``, DavarOCR's), that sampler
-    picks the samples: built from the sampler registries with the dataset
-    and ``samples_per_gpu``, finite (mmcv's IterLoader starts it again at
-    each pass). A dataset without a group ``flag`` (mmcls's, mmseg's) is
-    shuffled without groups. Otherwise mmdet's group samplers pick; mmdet's
-    endless samplers agree on their seed through a CUDA tensor, so without
-    CUDA a distributed iteration-based runner gets the finite distributed
-    sampler instead, which IterLoader starts again at each pass (with a new
-    epoch number, so a new shuffle).
-    """
-    import torch
-    from mmdet.datasets import build_dataloader
-    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
-    if sampler_cfg is not None:
-        return _sampled_loader(dataset, settings, sampler_cfg, distributed,
-                               seed, resolver)
-    endless = is_iter_based_type(runner_type) and \
-        (not distributed or torch.cuda.is_available())
-    flag = getattr(dataset, 'flag', None)
-    if flag is None:  # mmcls's and mmseg's datasets: no groups
-        return _ungrouped_loader(dataset, settings, distributed, seed,
-                                 endless)
-    if not hasattr(flag, 'astype'):
-        raise ValueError(
-            f'{type(dataset).__name__} groups its samples in a '
-            f'{type(flag).__name__} flag, which mmdet\'s group samplers '
-            'cannot read: give data.sampler (for DavarOCR\'s multi-dataset, '
-            "dict(type='BatchBalancedSampler', mode=0), or "
-            "'DistBatchBalancedSampler' when distributed)")
-    return build_dataloader(
-        dataset, samples, workers,
-        num_gpus=1,
-        dist=distributed,
-        shuffle=True,
-        seed=seed,
-        runner_type='IterBasedRunner' if endless else 'EpochBasedRunner',
-        persistent_workers=settings['persistent_workers'],
-        pin_memory=settings['pin_memory'])
-
-
-def _sampled_loader(dataset, settings, sampler_cfg, distributed, seed,
-                    resolver):
-    """A loader whose sampler is ``data.sampler``, as DavarOCR's
-    ``davar_build_dataloader`` builds it."""
-    from torch.utils.data import DistributedSampler
-    sampler = build_sampler(sampler_cfg, dataset,
-                            settings['samples_per_gpu'], resolver)
-    rank, world_size = get_dist_info()
-    if distributed and world_size > 1 and rank == 0 and \
-            not isinstance(sampler, DistributedSampler):
-        get_logger('davarocr_mmcv').warning(
-            f'data.sampler {type(sampler).__name__} is not a distributed '
-            f'sampler: each of the {world_size} processes draws from the '
-            'whole dataset')
-    return _data_loader(dataset, settings, seed, sampler=sampler)
-
-
-def _ungrouped_loader(dataset, settings, distributed, seed, endless):
-    """A shuffled loader for a dataset without mmdet's group ``flag``
-    (mmcls's, mmseg's), as those toolboxes shuffle: mmdet's endless
-    sampler, its seeded distributed sampler, or torch's random sampler."""
-    from mmdet.datasets.samplers import (DistributedSampler,
-                                         InfiniteBatchSampler)
-    from torch.utils.data import RandomSampler
-    rank, world_size = get_dist_info()
-    if endless:
-        return _data_loader(dataset, settings, seed, batch_sampler=(
-            InfiniteBatchSampler(dataset, settings['samples_per_gpu'],
-                                 world_size, rank, seed=seed, shuffle=True)))
-    sampler = DistributedSampler(dataset, world_size, rank, shuffle=True,
-                                 seed=seed) if distributed \
-        else RandomSampler(dataset)
-    return _data_loader(dataset, settings, seed, sampler=sampler)
-
-
-def _data_loader(dataset, settings, seed, sampler=None, batch_sampler=None):
-    """mmcv's collate, mmdet's worker seeding, ``settings`` (one process's
-    batch of ``samples_per_gpu``); the ``sampler`` or ``batch_sampler``
-    given."""
-    from functools import partial
-
-    from mmcv.parallel import collate
-    from mmdet.datasets.builder import worker_init_fn
-    from torch.utils.data import DataLoader
-    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
-    init_fn = None if seed is None else partial(
-        worker_init_fn, num_workers=workers, rank=get_dist_info()[0],
-        seed=seed)
-    return DataLoader(
-        dataset, batch_size=1 if batch_sampler else samples, sampler=sampler,
-        batch_sampler=batch_sampler, num_workers=workers,
-        collate_fn=partial(collate, samples_per_gpu=samples),
-        pin_memory=settings['pin_memory'], worker_init_fn=init_fn,
-        persistent_workers=settings['persistent_workers'])
-
-
 def _resume_command(cfg, validate):
-    from ..hooks.status import resume_command
     return resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
                           get_dist_info()[1], validate)
 
@@ -229,8 +131,9 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     resolver = Resolver.of(cfg)
     _, settings = split_settings(cfg.data, 'train')
     loaders = [
-        _loader(ds, settings, cfg.data.get('sampler'), distributed,
-                cfg.get('seed'), runner_type, resolver)
+        build_train_loader(ds, settings, cfg.data.get('sampler'),
+                           distributed, cfg.get('seed'), runner_type,
+                           resolver)
         for ds in datasets
     ]
     model = wrap_model(model, distributed,

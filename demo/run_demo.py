@@ -76,7 +76,7 @@ def summary(config, work_dir, metrics):
 
 
 def main(argv=None):
-    from davarocr_mmcv.version import __version__
+    from davarocr_mmcv.version import add_version_option
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--detection', action='store_true',
                         help='train the mmdet detector demo '
@@ -88,8 +88,7 @@ def main(argv=None):
                         help='folder for checkpoints, logs and the plot '
                         f'(default: {DEMOS["recognition"][1]}, or '
                         f'{DEMOS["detection"][1]} with --detection)')
-    parser.add_argument('--version', action='version',
-                        version=f'%(prog)s (davarocr-mmcv) {__version__}')
+    add_version_option(parser)
     args = parser.parse_args(argv)
     config, work_dir, metrics = DEMOS['detection' if args.detection
                                       else 'recognition']

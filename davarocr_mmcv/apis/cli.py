@@ -11,7 +11,7 @@ import torch
 from mmcv import Config, DictAction
 from mmcv.runner import get_dist_info
 
-from ..version import __version__
+from ..version import add_version_option
 from .resolve import import_custom_modules
 from .dist import LAUNCHERS, init_dist
 
@@ -75,8 +75,7 @@ def make_parser(doc):
     parser = argparse.ArgumentParser(
         description=doc, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--version', action='version',
-                        version=f'%(prog)s (davarocr_mmcv) {__version__}')
+    add_version_option(parser)
     return parser
 
 

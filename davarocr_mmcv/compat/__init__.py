@@ -24,9 +24,12 @@ upgrade of mmcv would break. Pinned: mmcv-full 1.7.1, mmdet 2.28.
 2. ``compat/davarocr.py`` (opt-in) adds ``mmdet.models.builder.build``
    (removed in mmdet 2.12), puts stand-ins for ``torch._six`` and
    ``warpctc_pytorch`` on ``sys.meta_path`` (asked last) and adds a rule
-   (1.) to mmdet's ``MODELS``, ``DATASETS``, ``PIPELINES``. Breaks if: mmdet
-   defines ``build`` again with another meaning (ours is then skipped), or
-   its registries move.
+   (1.) to mmdet's ``MODELS``, ``DATASETS``, ``PIPELINES``. It also puts
+   back numpy's removed aliases (``np.int``, ``np.float``, ``np.bool``,
+   ``np.object``, ... : ``NUMPY_ALIASES``) where numpy lacks them, because
+   DavarOCR's code uses them at run time. Breaks if: mmdet defines
+   ``build`` again with another meaning (ours is then skipped), its
+   registries move, or numpy reuses an alias name for something else.
 3. ``runner/runners.py`` ``with_globals`` re-runs mmcv's own bytecode of
    ``EpochBasedRunner.val``, ``IterLoader.__next__`` and
    ``IterBasedRunner.run`` with module globals swapped (``time`` whose

@@ -106,7 +106,7 @@ class _Shape:
         """Seconds of one collection by ``method`` (rank 0's clock)."""
         from mmcv.engine import collect_results_cpu
         from davarocr_mmcv.core.comm import interleave
-        from davarocr_mmcv.core.testing import collect_results
+        from davarocr_mmcv.core.inference import collect_results
         dist = self.dist
         self.runs += 1
         dist.barrier()

@@ -14,3 +14,10 @@ EPOCH_TMPL = 'epoch_{}.pth'
 ITER_TMPL = 'iter_{}.pth'
 #: Prefix of temporary files; a name under it is never a finished file.
 TMP_PREFIX = '.davar-tmp-'
+#: TrainStatusHook's file in ``work_dir`` (``tools/status.py``).
+STATUS_FILE = 'status.json'
+#: DavarOCR's top-level model types whose results the inference loops
+#: format (``model_type``); the first names mmdet's detectors, also for the
+#: resolver.
+MODEL_TYPES = ('DETECTOR', 'RECOGNIZOR', 'SPOTTER')
+DETECTOR = MODEL_TYPES[0]

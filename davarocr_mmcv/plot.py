@@ -14,6 +14,7 @@ import os.path as osp
 from numbers import Real
 from typing import NamedTuple
 
+from .core import state
 from .core.metrics import infer_rule, is_better
 from .core.resume import find_latest_checkpoint
 from .core.writer import atomic_write
@@ -200,8 +201,8 @@ def collect(work_dir):
         FileNotFoundError: if there is neither a json log nor an evaluation.
     """
     meta = _latest_meta(work_dir)
-    msgs = meta.get('hook_msgs') or {}
-    history = msgs.get('eval_history') or []
+    msgs = state.msgs_of(meta)
+    history = state.eval_history(msgs)
     per_epoch = next((h['iters_done'] // h['step'] for h in history
                       if h['unit'] == 'epoch' and h['step']), None)
     lines = read_json_logs(work_dir, per_epoch)
@@ -249,9 +250,10 @@ def _best(metrics, msgs, unit):
     ranked metric, else the best by the metric's inferred rule."""
     best = {}
     for name, (steps, values) in metrics.items():
-        if msgs.get('best_metric') == name and msgs.get('best_unit') == unit \
-                and msgs.get('best_step') in steps:
-            step = msgs['best_step']
+        if msgs.get(state.BEST_METRIC) == name and \
+                msgs.get(state.BEST_UNIT) == unit and \
+                msgs.get(state.BEST_STEP) in steps:
+            step = msgs[state.BEST_STEP]
             best[name] = (step, values[steps.index(step)])
             continue
         try:

@@ -13,6 +13,7 @@ import tarfile
 import torch
 
 from .constants import BEST_CKPT_NAME
+from .core import state
 from .core.resume import find_latest_checkpoint
 from .core.writer import atomic_write
 from .serialization import load_checkpoint_file, to_plain
@@ -24,7 +25,8 @@ PUBLISH_DIR = 'publish'
 #: Checkpoint entries kept in a published file; the rest (optimizer, ...)
 #: is training state.
 KEPT_KEYS = ('meta', 'state_dict')
-_BEST_KEYS = ('best_score', 'best_metric', 'best_step', 'best_unit')
+_BEST_KEYS = (state.BEST_SCORE, state.BEST_METRIC, state.BEST_STEP,
+              state.BEST_UNIT)
 
 
 def _load_meta(path):
@@ -48,11 +50,11 @@ def _best_keys(msgs, metric=None):
     Raises:
         ValueError: if several metrics are tracked and ``metric`` names none.
     """
-    suffixes = [k[len('best_ckpt'):] for k in msgs
-                if k.startswith('best_ckpt') and msgs[k]]
+    suffixes = [s for s in state.best_suffixes(msgs)
+                if msgs[state.best_key(state.BEST_CKPT, s)]]
     if metric is not None:
         for suffix in suffixes:
-            if msgs.get('best_metric' + suffix) == metric:
+            if msgs.get(state.best_key(state.BEST_METRIC, suffix)) == metric:
                 return suffix
         raise ValueError(f'metric {metric!r} has no best checkpoint; '
                          f'tracked: {_tracked(msgs, suffixes)}')
@@ -65,7 +67,8 @@ def _best_keys(msgs, metric=None):
 
 
 def _tracked(msgs, suffixes):
-    return sorted(str(msgs.get('best_metric' + s)) for s in suffixes)
+    return sorted(str(msgs.get(state.best_key(state.BEST_METRIC, s)))
+                  for s in suffixes)
 
 
 def find_best_checkpoint(work_dir, metric=None):
@@ -82,9 +85,9 @@ def find_best_checkpoint(work_dir, metric=None):
         FileNotFoundError: if ``work_dir`` holds no best checkpoint.
     """
     latest = find_latest_checkpoint(work_dir)
-    msgs = dict(_load_meta(latest).get('hook_msgs') or {}) if latest else {}
+    msgs = state.msgs_of(_load_meta(latest)) if latest else {}
     suffix = _best_keys(msgs, metric)
-    path = _local(msgs.get('best_ckpt' + suffix), work_dir)
+    path = _local(msgs.get(state.best_key(state.BEST_CKPT, suffix)), work_dir)
     if path is None:
         path = _local(osp.join(work_dir, BEST_CKPT_NAME), work_dir)
     if path is None:
@@ -100,9 +103,9 @@ def find_best_checkpoint(work_dir, metric=None):
             f'checkpoint ({latest}), no {BEST_CKPT_NAME}, no best_*.pth. '
             'Train with evaluation and save_best (or DavarCheckpointHook '
             "save_mode='lightweight').")
-    if not msgs.get('best_ckpt' + suffix):
+    if not msgs.get(state.best_key(state.BEST_CKPT, suffix)):
         # No newer record: the best file's own meta describes it.
-        msgs = dict(_load_meta(path).get('hook_msgs') or {})
+        msgs = state.msgs_of(_load_meta(path))
         suffix = _best_keys(msgs, metric)
     best = {k: msgs.get(k + suffix) for k in _BEST_KEYS}
     return path, dict(msgs, **best)
@@ -137,14 +140,15 @@ def best_metrics(msgs):
     """What ``metrics.json`` holds: the best_* values and the evaluation
     that produced them (from ``eval_history``)."""
     out = {k: to_plain(msgs.get(k)) for k in _BEST_KEYS}
-    matches = [h for h in msgs.get('eval_history') or []
-               if h.get('unit') == out['best_unit'] and
-               h.get('step') == out['best_step']]
+    matches = [h for h in state.eval_history(msgs)
+               if h.get('unit') == out[state.BEST_UNIT] and
+               h.get('step') == out[state.BEST_STEP]]
     evaluation = matches[-1] if matches else {}
     out['iters_done'] = evaluation.get('iters_done')
     out['metrics'] = to_plain(dict(evaluation.get('metrics') or {}))
-    if not out['metrics'] and out['best_metric'] is not None:
-        out['metrics'] = {out['best_metric']: out['best_score']}
+    metric = out[state.BEST_METRIC]
+    if not out['metrics'] and metric is not None:
+        out['metrics'] = {metric: out[state.BEST_SCORE]}
     return out
 
 

@@ -3,6 +3,9 @@
     python demo/run_demo.py              # recognition (the main job)
     python demo/run_demo.py --detection  # the mmdet detector demo
     python demo/run_demo.py --quick      # a shortened run (tests)
+
+The summary's commands use the interpreter that ran this script
+(``.venv/bin/python`` under ``make demo``), so they work as printed.
 """
 import argparse
 import os
@@ -30,6 +33,12 @@ def shown(path):
     return osp.relpath(path, ROOT) if inside else path
 
 
+def python():
+    """The interpreter running this script, as the printed commands write
+    it: ``.venv/bin/python`` inside the repository, else its full path."""
+    return shown(sys.executable)
+
+
 def summary(config, work_dir, metrics):
     from davarocr_mmcv.core.resume import find_latest_checkpoint
     from davarocr_mmcv.serialization import load_checkpoint_file
@@ -54,23 +63,32 @@ def summary(config, work_dir, metrics):
                      f'({first["unit"]} {first["step"]})')
         lines.append(f'last evaluation   : {last["metrics"]} '
                      f'({last["unit"]} {last["step"]})')
+    py = python()
     lines += [
-        'resume            : python tools/train.py '
-        f'{config} --work-dir {work_dir} --resume-from {latest} --validate',
-        f'test              : python tools/test.py {config} '
+        f'resume            : {py} tools/train.py '
+        f'{config} --work-dir {work_dir} --resume-from {latest}',
+        f'test              : {py} tools/test.py {config} '
         f'{best or latest} --eval {" ".join(metrics)}',
-        f'status            : python tools/status.py {work_dir}',
+        f'status            : {py} tools/status.py {work_dir}',
         f'plot              : {osp.join(work_dir, "metrics.png")}',
     ]
     return '\n'.join(lines)
 
 
 def main(argv=None):
+    from davarocr_mmcv.version import add_version_option
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--detection', action='store_true')
+    parser.add_argument('--detection', action='store_true',
+                        help='train the mmdet detector demo '
+                        f'({DEMOS["detection"][0]}) instead of the '
+                        f'recognition demo ({DEMOS["recognition"][0]})')
     parser.add_argument('--quick', action='store_true',
-                        help='shortened training')
-    parser.add_argument('--work-dir')
+                        help='shortened training: 2 epochs (the tests)')
+    parser.add_argument('--work-dir',
+                        help='folder for checkpoints, logs and the plot '
+                        f'(default: {DEMOS["recognition"][1]}, or '
+                        f'{DEMOS["detection"][1]} with --detection)')
+    add_version_option(parser)
     args = parser.parse_args(argv)
     config, work_dir, metrics = DEMOS['detection' if args.detection
                                       else 'recognition']

@@ -9,6 +9,12 @@ from toy import (ScriptedDataset, make_loader, make_runner,  # noqa: E402
                  no_epoch_sleep)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'gpu: needs an NVIDIA GPU and mmcv-full with CUDA ops '
+        '(tests/test_gpu.py; tools/gpu_check.sh runs them)')
+
+
 @pytest.fixture
 def toy_loader():
     """Factory: a loader over a ScriptedDataset (2 batches of 2 by default)."""

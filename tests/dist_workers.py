@@ -12,14 +12,15 @@ from toy import ScriptedDataset, ToyModel, free_port, make_loader, \
     make_runner, run
 
 
-def launch(fn, world_size=2, timeout=120, *args):
-    """Run ``fn(rank, world_size, port, *args)`` in ``world_size`` spawned
-    processes on the gloo backend; re-raise the first failure."""
+def launch(fn, world_size=2, timeout=120, *args, backend='gloo'):
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned
+    processes on ``backend`` (gloo; with 'nccl' rank r uses GPU r);
+    re-raise the first failure."""
     port = free_port()
     ctx = mp.get_context('spawn')
     errors = ctx.SimpleQueue()
     procs = [ctx.Process(target=_entry, args=(fn, r, world_size, port,
-                                              errors, args))
+                                              errors, args, backend))
              for r in range(world_size)]
     for p in procs:
         p.start()
@@ -38,12 +39,14 @@ def launch(fn, world_size=2, timeout=120, *args):
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
 
 
-def _entry(fn, rank, world_size, port, errors, args):
+def _entry(fn, rank, world_size, port, errors, args, backend='gloo'):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
                       RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
     try:
-        dist.init_process_group('gloo', rank=rank, world_size=world_size)
+        if backend == 'nccl':
+            torch.cuda.set_device(rank)
+        dist.init_process_group(backend, rank=rank, world_size=world_size)
         fn(rank, world_size, *args)
         dist.barrier()
     except BaseException:  # noqa: B902  reported to the parent

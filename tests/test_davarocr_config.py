@@ -35,6 +35,7 @@ import mytoolbox  # noqa: E402
 import twin_toolbox  # noqa: E402
 
 CONFIG = 'tests/fixtures/fake_davarocr_rcg/configs/rcg_tiny.py'
+FLAT_TEST = 'tests/fixtures/fake_davarocr_rcg/configs/rcg_flat_test.py'
 VAL_DIR = os.path.join(ROOT, 'demo/recognition/data/val')
 ENV = tool_env(FIXTURES)
 
@@ -212,6 +213,20 @@ def test_davarocr_config_trains_through_train_py(rcg_run):
 def test_best_checkpoint_retests_to_the_logged_best(rcg_run):
     best = str(rcg_run / 'Best_checkpoint.pth')
     out = ok('tools/test.py', CONFIG, best, '--eval', 'accuracy', 'NED')
+    metrics = json.loads(out.strip().splitlines()[-1])
+    expected = load_checkpoint_file(best)['meta']['hook_msgs']['best_score']
+    assert metrics['NED'] == pytest.approx(expected)
+
+
+def test_flat_test_section_names_the_way_out_and_val_retests(rcg_run):
+    best = str(rcg_run / 'Best_checkpoint.pth')
+    code, out = run('tools/test.py', FLAT_TEST, best, '--eval', 'NED')
+    assert code != 0 and 'TypeError' not in out
+    assert "data.test is DavarOCR's flat recognition test section" in out
+    assert 'tools/test.py CONFIG CHECKPOINT --split val' in out
+    # the validation split, where the logged best was measured
+    out = ok('tools/test.py', FLAT_TEST, best, '--split', 'val', '--eval',
+             'accuracy', 'NED')
     metrics = json.loads(out.strip().splitlines()[-1])
     expected = load_checkpoint_file(best)['meta']['hook_msgs']['best_score']
     assert metrics['NED'] == pytest.approx(expected)

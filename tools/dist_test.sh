@@ -4,8 +4,18 @@
 # Several machines: as tools/dist_train.sh, with NNODES, NODE_RANK,
 # MASTER_ADDR and PORT. Every node reads CHECKPOINT; the results are
 # gathered on rank 0 through the process group (no shared folder) unless
-# --tmpdir is given.
+# --tmpdir is given. PYTHON (default python): the interpreter, e.g.
+# PYTHON=.venv/bin/python when .venv is not activated.
 set -euo pipefail
+usage() {  # the comment above, without its '#'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+}
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then usage; exit 0; fi
+if [ $# -lt 3 ] || ! [[ "$3" =~ ^([0-9]+|auto|cpu|gpu)$ ]]; then
+  usage >&2
+  echo "dist_test.sh: expected CONFIG CHECKPOINT NUM_PROCS [test.py args...], got: ${*:-no arguments}" >&2
+  exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3

@@ -17,7 +17,18 @@
 #   machine whose host name sorts first); with MAX_RESTARTS on several
 #   machines, a failure on one restarts every machine at once. RDZV_ID names
 #   the run (default davarocr-PORT), the same on every machine.
+# PYTHON (default python): the interpreter that runs torchrun and train.py,
+#   e.g. PYTHON=.venv/bin/python when .venv is not activated.
 set -euo pipefail
+usage() {  # the comment above, without its '#'
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+}
+if [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then usage; exit 0; fi
+if [ $# -lt 2 ] || ! [[ "$2" =~ ^([0-9]+|auto|cpu|gpu)$ ]]; then
+  usage >&2
+  echo "dist_train.sh: expected CONFIG NUM_PROCS [train.py args...], got: ${*:-no arguments}" >&2
+  exit 2
+fi
 CONFIG=$1
 NPROC=$2
 shift 2
@@ -41,8 +52,8 @@ fi
 PORT=${PORT:-$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 if [ "$RDZV" = c10d ]; then
-  # a fresh store per attempt, hosted by global rank 0 (see README,
-  # "Elastic restarts")
+  # a fresh store per attempt, hosted by global rank 0 (see
+  # docs/distributed.md, "Elastic restarts")
   export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
   MEET=(--rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$PORT"
         --rdzv-id="${RDZV_ID:-davarocr-$PORT}")
@@ -52,7 +63,7 @@ else
 fi
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # tools/torchrun.py is torchrun, also forwarding SIGUSR1 and exiting 75 when
-# the workers were pre-empted (README "Pre-emption")
+# the workers were pre-empted (docs/distributed.md, "Pre-emption")
 exec "$PYTHON" "$DIR/torchrun.py" --nnodes="$NNODES" \
   --nproc_per_node="$NPROC" --max-restarts="$MAX_RESTARTS" "${MEET[@]}" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -9,6 +9,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from davarocr_mmcv.plot import PLOT_FILE, plot_metrics  # noqa: E402
+from davarocr_mmcv.version import add_version_option  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -17,6 +18,7 @@ def parse_args(argv=None):
     parser.add_argument('work_dir', help='the training work_dir')
     parser.add_argument('--out', help=f'PNG to write (default: '
                         f'WORK_DIR/{PLOT_FILE})')
+    add_version_option(parser)
     return parser.parse_args(argv)
 
 

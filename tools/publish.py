@@ -10,6 +10,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from davarocr_mmcv.publish import PUBLISH_DIR, publish  # noqa: E402
+from davarocr_mmcv.version import add_version_option  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -24,6 +25,7 @@ def parse_args(argv=None):
                         '(default: the config\'s name)')
     parser.add_argument('--metric', help='which best to publish when several '
                         'metrics are tracked')
+    add_version_option(parser)
     return parser.parse_args(argv)
 
 

@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# Set up .venv with torch, a CPU build of mmcv-full 1.7.1 (compiled ops), mmdet 2.28.2,
+# Set up .venv with torch, mmcv-full 1.7.1 built with compiled ops, mmdet 2.28.2,
 # mmcls 0.25.0 (tests/test_mmcls.py) and davarocr_mmcv in editable mode. Idempotent:
 # a finished setup is detected and skipped; the mmcv-full wheel is cached outside the
-# repo, keyed by torch version and Python ABI, so only the first setup on a machine
-# pays the ~12 minute build.
+# repo, keyed by torch version, Python ABI and the ops it has, so only the first
+# setup on a machine pays the build (CPU ops: ~12 minutes).
+#
+# Where torch sees no GPU, mmcv-full gets CPU ops. Where it sees one, CUDA ops for
+# the GPUs present, compiled by an nvcc of torch's CUDA major version: the one in
+# CUDA_HOME, on PATH or in /usr/local/cuda, else one installed from the package
+# index (nvidia-cuda-nvcc). With no compiler at all the set-up says what will not
+# work and how to fix it, and builds CPU ops with the GPU hidden from the build.
+# tools/cuda_plan.py makes that decision.
 #
 # Environment:
 #   VENV            target virtual environment (default: .venv)
 #   PYTHON          interpreter that creates it (default: python3)
 #   DAVAR_CACHE     wheel cache and build logs (default: ~/.cache/davarocr-mmcv)
-#   MAX_JOBS        parallel compile jobs (default: number of cores)
+#   MAX_JOBS        parallel compile jobs (default: number of cores; for CUDA
+#                   ops also at most one per 2 GiB of available memory)
 #   MMCV_SDIST      a local mmcv-full-1.7.1.tar.gz to build from (offline
-#                   machines); default: download it from the package index
+#                   machines); default: WHEELHOUSE's, else the package index's
+#   WHEELHOUSE      a folder of wheels (and the mmcv-full sdist) to install
+#                   from instead of the package index (offline machines)
+#   SYSTEM_TORCH=1  use the torch and torchvision installed for PYTHON (the
+#                   venv sees its site-packages) instead of the pinned ones:
+#                   images that ship torch
+#   CUDA_HOME       the CUDA toolkit to compile CUDA ops with
+#   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for, e.g. "8.0;9.0"
+#                   (default: those of the GPUs present)
 #
 # The compiler and setuptools output of the mmcv-full build goes to a log file
 # in DAVAR_CACHE; the terminal shows one progress line, and on failure the
@@ -26,7 +42,11 @@ CACHE="${DAVAR_CACHE:-$HOME/.cache/davarocr-mmcv}"
 CONSTRAINTS="$ROOT/tools/constraints.txt"
 STAMP="$VENV/.davarocr-mmcv-ready"
 MMCV_VERSION=1.7.1
-export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+USER_MAX_JOBS="${MAX_JOBS:-}"
+# the stamp's second line where a GPU machine got CPU ops only
+NO_CUDA_OPS="cpu ops only: no CUDA compiler"
+INDEX=()
+[[ -z "${WHEELHOUSE:-}" ]] || INDEX=(--no-index --find-links "$WHEELHOUSE")
 
 STEP="start"
 step() { STEP="$1"; echo "[setup $(date +%H:%M:%S)] $1"; }
@@ -105,36 +125,124 @@ quiet() {
 }
 
 # The stamp records what the environment was built from; a change to the
-# constraints or setup.py rebuilds it.
-fingerprint() { cat "$CONSTRAINTS" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" | sha256sum | cut -d' ' -f1; }
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(fingerprint)" ]]; then
-  echo "[setup] $VENV is up to date"
-  exit 0
+# constraints, setup.py or the set-up rebuilds it. A GPU machine that got
+# CPU ops only looks for a CUDA compiler again each time.
+fingerprint() { cat "$CONSTRAINTS" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" "$ROOT/tools/cuda_plan.py" | sha256sum | cut -d' ' -f1; }
+
+# cuda_plan [--installed]: set the PLAN_* variables of tools/cuda_plan.py
+cuda_plan() {
+  local plan
+  plan="$("$PY" "$ROOT/tools/cuda_plan.py" "$@")"
+  eval "$plan"
+}
+
+# The paragraph of a GPU machine without a CUDA compiler.
+no_compiler() {
+  local fix="$VENV/bin/pip install" package packages
+  read -ra packages <<<"$PLAN_PACKAGES"
+  for package in "${packages[@]}"; do fix+=" \"$package\""; done
+  cat <<EOF
+[setup] No CUDA compiler: torch sees $PLAN_GPUS, but there is $PLAN_WHY.
+[setup] So mmcv-full gets CPU ops only, built with the GPU hidden from its build.
+[setup] What will not work: mmcv's CUDA ops (nms, RoIAlign and the others on CUDA
+[setup] tensors), hence mmdet's detectors and DavarOCR's text detectors on the
+[setup] GPU; models without mmcv ops, such as the recognizers, still train there.
+[setup] The fix, a CUDA $PLAN_CUDA compiler and a rebuild with CUDA ops:
+[setup]   $fix && make venv
+EOF
+}
+
+if [[ -f "$STAMP" && "$(head -n 1 "$STAMP")" == "$(fingerprint)" ]]; then
+  if ! grep -qxF "$NO_CUDA_OPS" "$STAMP"; then
+    echo "[setup] $VENV is up to date"
+    exit 0
+  fi
+  PY="$VENV/bin/python"
+  cuda_plan --installed
+  if [[ "$PLAN_MODE" != cuda ]]; then
+    echo "[setup] $VENV is up to date, with CPU ops only: no CUDA compiler for the GPU"
+    exit 0
+  fi
+  echo "[setup] a CUDA compiler is here now ($PLAN_WHY): rebuilding with CUDA ops"
 fi
 
 step "1/6 create virtual environment $VENV"
-[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv --system-site-packages "$VENV"
+  # the pins of torch give way to the torch that is there
+  PINS="$VENV/.davarocr-constraints.txt"
+  grep -vE '^(torch|torchvision)==' "$CONSTRAINTS" > "$PINS"
+else
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  PINS="$CONSTRAINTS"
+fi
 PY="$(cd "$VENV" && pwd)/bin/python"  # VENV may be relative or absolute
-PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
+PIP=("$PY" -m pip install --disable-pip-version-check -c "$PINS" "${INDEX[@]}")
 quiet "${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
 
-step "2/6 install torch and torchvision (about 2 minutes the first time)"
-quiet "${PIP[@]}" -q torch torchvision
+if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then
+  step "2/6 use the torch and torchvision installed for $PYTHON"
+  "$PY" -c 'import torch, torchvision'
+else
+  step "2/6 install torch and torchvision (about 2 minutes the first time)"
+  quiet "${PIP[@]}" -q torch torchvision
+fi
 
 TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 PY_ABI="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-WHEEL_DIR="$CACHE/mmcv-full-$MMCV_VERSION-torch$TORCH_VERSION-$PY_ABI"
 
 step "3/6 install mmcv-full's build requirements"
 quiet "${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf opencv-python
+cuda_plan
+if [[ "$PLAN_MODE" == install ]]; then
+  echo "[setup] torch sees $PLAN_GPUS; $PLAN_WHY"
+  echo "[setup] installing the CUDA $PLAN_CUDA compiler: $PLAN_PACKAGES"
+  read -ra PACKAGES <<<"$PLAN_PACKAGES"
+  quiet "${PIP[@]}" -q "${PACKAGES[@]}" || true  # none: said below
+  cuda_plan --installed
+fi
+# the environment of the ops' build: CPU ops unless CUDA ones can be had
+BUILD_ENV=(MMCV_WITH_OPS=1 FORCE_CUDA=0)
+OPS="CPU ops" TAKES="about 12 minutes"
+case "$PLAN_MODE" in
+  cuda)
+    echo "[setup] torch sees $PLAN_GPUS: CUDA ops for TORCH_CUDA_ARCH_LIST=$PLAN_ARCHS, $PLAN_WHY"
+    BUILD_ENV=(MMCV_WITH_OPS=1 FORCE_CUDA=1 "CUDA_HOME=$PLAN_CUDA_HOME"
+               "TORCH_CUDA_ARCH_LIST=$PLAN_ARCHS" "PATH=$PLAN_CUDA_HOME/bin:$PATH")
+    if [[ -n "$PLAN_INCLUDES" ]]; then  # searched after the toolkit's
+      BUILD_ENV+=("CPATH=${CPATH:+$CPATH:}$PLAN_INCLUDES"
+                  "NVCC_APPEND_FLAGS=${NVCC_APPEND_FLAGS:-} -I${PLAN_INCLUDES//:/ -I}")
+    fi
+    if [[ -n "$PLAN_LIBCUDART" ]]; then  # -lcudart wants libcudart.so
+      LINKS="$(cd "$VENV" && pwd)/.cuda-link"
+      mkdir -p "$LINKS" && ln -sf "$PLAN_LIBCUDART" "$LINKS/libcudart.so"
+      BUILD_ENV+=("LIBRARY_PATH=$LINKS${LIBRARY_PATH:+:$LIBRARY_PATH}")
+    fi
+    OPS="CUDA $PLAN_CUDA ops for $PLAN_ARCHS" TAKES="not yet timed" ;;
+  nocc)
+    no_compiler
+    BUILD_ENV+=(CUDA_VISIBLE_DEVICES=) ;;
+esac
+export MAX_JOBS="${USER_MAX_JOBS:-$PLAN_JOBS}"
+
+WHEEL_BASE="$CACHE/mmcv-full-$MMCV_VERSION-torch$TORCH_VERSION-$PY_ABI"
+WHEEL_DIR="$WHEEL_BASE-$PLAN_KEY"
+# a CPU-ops wheel cached before the key named the ops serves as well
+if [[ "$PLAN_KEY" == cpu ]] && ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1 \
+    && ls "$WHEEL_BASE"/mmcv_full-*.whl >/dev/null 2>&1; then
+  WHEEL_DIR="$WHEEL_BASE"
+fi
 
 if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
-  step "4/6 build mmcv-full $MMCV_VERSION with CPU ops against torch $TORCH_VERSION (about 12 minutes)"
+  step "4/6 build mmcv-full $MMCV_VERSION with $OPS against torch $TORCH_VERSION ($TAKES)"
   BUILD="$(mktemp -d)"
+  if [[ -z "${MMCV_SDIST:-}" && -f "${WHEELHOUSE:-}/mmcv-full-$MMCV_VERSION.tar.gz" ]]; then
+    MMCV_SDIST="$WHEELHOUSE/mmcv-full-$MMCV_VERSION.tar.gz"
+  fi
   if [[ -n "${MMCV_SDIST:-}" ]]; then
     cp "$MMCV_SDIST" "$BUILD/"
   else
-    quiet "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
+    quiet "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$PINS" "${INDEX[@]}" -d "$BUILD" "mmcv-full==$MMCV_VERSION"
   fi
   tar -xzf "$BUILD"/mmcv-full-*.tar.gz -C "$BUILD"
   SRC="$(echo "$BUILD"/mmcv-full-$MMCV_VERSION)"
@@ -145,9 +253,9 @@ if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   PARTIAL="$WHEEL_DIR.partial"
   mkdir -p "$PARTIAL"
   logged "$WHEEL_DIR.log" "building mmcv-full" \
-    env MMCV_WITH_OPS=1 FORCE_CUDA=0 "$PY" -m pip wheel -v \
+    env "${BUILD_ENV[@]}" "$PY" -m pip wheel -v \
     --no-build-isolation --no-deps \
-    -c "$CONSTRAINTS" -w "$PARTIAL" "$SRC"
+    -c "$PINS" "${INDEX[@]}" -w "$PARTIAL" "$SRC"
   rm -rf "$WHEEL_DIR" && mv "$PARTIAL" "$WHEEL_DIR" && PARTIAL=""
 else
   step "4/6 reuse cached mmcv-full wheel from $WHEEL_DIR"
@@ -159,14 +267,21 @@ quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet mmcls pytest pytest-time
 step "6/6 install davarocr_mmcv (editable) and check the stack"
 quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
 CHECK_LOG="$(mktemp)"
-if ! "$PY" -W ignore - 2>"$CHECK_LOG" <<'EOF'
+if ! PLAN_MODE="$PLAN_MODE" "$PY" -W ignore - 2>"$CHECK_LOG" <<'EOF'
+import os
 import mmcv, mmcv.ops, mmdet, torch, numpy
-from mmcv.ops import nms  # noqa: F401  the compiled extension
+from mmcv.ops import get_compiling_cuda_version, nms  # the compiled extension
 import davarocr_mmcv  # noqa: F401
 from mmcv.runner import HOOKS
 assert 'DavarCheckpointHook' in HOOKS.module_dict
-print(f"[setup] ok: torch {torch.__version__}, mmcv-full {mmcv.__version__}, "
-      f"mmdet {mmdet.__version__}, numpy {numpy.__version__}")
+ops = get_compiling_cuda_version()
+if os.environ['PLAN_MODE'] == 'cuda':  # the kernels run on this GPU
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]]).cuda()
+    kept = nms(boxes, torch.tensor([0.9, 0.8]).cuda(), 0.5)[1]
+    assert kept.is_cuda and kept.tolist() == [0], kept
+ops = 'CPU' if ops == 'not available' else f'CUDA {ops}'
+print(f"[setup] ok: torch {torch.__version__}, mmcv-full {mmcv.__version__} "
+      f"({ops} ops), mmdet {mmdet.__version__}, numpy {numpy.__version__}")
 EOF
 then
   cat "$CHECK_LOG" >&2
@@ -174,4 +289,9 @@ then
   false
 fi
 rm -f "$CHECK_LOG"
-fingerprint > "$STAMP"
+if [[ "$PLAN_MODE" == nocc ]]; then
+  echo "[setup] CPU ops only, although torch sees a GPU: see 'No CUDA compiler' above"
+  printf '%s\n%s\n' "$(fingerprint)" "$NO_CUDA_OPS" > "$STAMP"
+else
+  fingerprint > "$STAMP"
+fi

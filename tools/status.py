@@ -8,8 +8,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from davarocr_mmcv.hooks.status import (STATUS_FILE,  # noqa: E402
-                                        format_status, read_status)
+from davarocr_mmcv.constants import STATUS_FILE  # noqa: E402
+from davarocr_mmcv.status import format_status, read_status  # noqa: E402
+from davarocr_mmcv.version import add_version_option  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -18,6 +19,7 @@ def parse_args(argv=None):
     parser.add_argument('work_dir', help='the training work_dir')
     parser.add_argument('--json', action='store_true',
                         help='print the raw file')
+    add_version_option(parser)
     return parser.parse_args(argv)
 
 

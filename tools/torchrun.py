@@ -1,6 +1,6 @@
 """torchrun (``python -m torch.distributed.run``, same arguments) as
-tools/dist_train.sh starts it, with two additions for pre-emption (README,
-"Pre-emption"):
+tools/dist_train.sh starts it, with two additions for pre-emption
+(docs/distributed.md, "Pre-emption"):
 
 - SIGUSR1, which slurm sends ahead of a time limit with ``--signal``, is
   forwarded to the workers as SIGTERM is, unless ``--signals-to-handle``

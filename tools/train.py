@@ -1,36 +1,40 @@
-"""Train a model from an old-style mmcv config, as DavarOCR's tools/train.py.
+r"""Train a model from an old-style mmcv config, as DavarOCR's and mmdet
+2.28's tools/train.py do, with their options.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--validate]
-    bash tools/dist_train.sh CONFIG 2 [--validate]
+    python tools/train.py CONFIG [--work-dir DIR] [--no-validate] [--seed S]
+    bash tools/dist_train.sh CONFIG N [--validate]
+    python -m torch.distributed.launch --nproc_per_node N tools/train.py \
+        CONFIG --launcher pytorch
 """
-import argparse
-import os
 import os.path as osp
 import sys
 import time
+import warnings
 
 import mmcv
-import torch
-from mmcv import Config, DictAction
-from mmcv.runner import get_dist_info
+from mmcv.runner import set_random_seed
 from mmcv.utils import get_logger
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from davarocr_mmcv.apis import (build_dataset, build_model,  # noqa: E402
-                                import_custom_modules, init_dist,
-                                train_model)
-from davarocr_mmcv.apis.builder import Resolver, split_settings  # noqa: E402
-from davarocr_mmcv.apis.dist import LAUNCHERS  # noqa: E402
+from davarocr_mmcv.apis import build_dataset, build_model  # noqa: E402
+from davarocr_mmcv.apis import train_model  # noqa: E402
+from davarocr_mmcv.apis.cli import (add_run_options,  # noqa: E402
+                                    apply_mc_config, check_args, load_config,
+                                    make_parser, start_run)
+from davarocr_mmcv.apis.data import split_settings  # noqa: E402
+from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
 from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE,  # noqa: E402
                                         Preempted)
 from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a model')
+def build_parser():
+    parser = make_parser(__doc__)
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--work-dir', help='the dir to save logs and models '
+                        "(default: the config's work_dir, else "
+                        'work_dirs/<config name>)')
     parser.add_argument('--resume-from', help='checkpoint to resume from')
     parser.add_argument('--auto-resume', action='store_true',
                         help='resume from the latest checkpoint in work_dir')
@@ -41,25 +45,36 @@ def parse_args(argv=None):
     parser.add_argument('--no-validate', dest='validate',
                         action='store_false',
                         help='do not evaluate during training')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
-    parser.add_argument('--seed', type=int, default=None)
-    parser.add_argument('--deterministic', action='store_true')
-    parser.add_argument('--gpu-id', type=int, default=0,
-                        help='GPU to use in a non-distributed run')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_run_options(parser, 'cfg-options', gpus=True)
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the config's seed)")
+    parser.add_argument('--diff-seed', action='store_true',
+                        help='seed each process with seed + rank (mmdet '
+                        "2.28); the data samplers keep the one seed")
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic options for the CUDNN backend')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help="(mmdet 2.28) scale optimizer.lr by the total batch over the "
+        "config's auto_scale_lr.base_batch_size")
+    parser.add_argument(
+        '--mc-config', metavar='FILE',
+        help="(DavarOCR) a config file whose mc_file_client_args (a memory "
+        'cache) become the file_client_args of the first step of the '
+        'training pipelines')
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    return check_args(parser, parser.parse_args(argv), 'cfg-options')
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        import_custom_modules(cfg)  # those given in --cfg-options too
+    cfg = load_config(args)
+    if args.mc_config:
+        apply_mc_config(cfg, args.mc_config)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -70,18 +85,16 @@ def main(argv=None):
     if args.load_from:
         cfg.load_from = args.load_from
     cfg.auto_resume = args.auto_resume or cfg.get('auto_resume', False)
-    if torch.cuda.is_available() and args.launcher == 'none':
-        torch.cuda.set_device(args.gpu_id)
-        cfg.gpu_ids = [args.gpu_id]
-
-    distributed = args.launcher != 'none'
-    if distributed:
-        dist_params = dict(cfg.get('dist_params') or {})
-        cfg.dist_params = dict(dist_params, backend=init_dist(
-            args.launcher, **dist_params))
-        _, world_size = get_dist_info()
-        cfg.gpu_ids = list(range(world_size))
-    rank, _ = get_dist_info()
+    if args.auto_scale_lr:
+        if 'base_batch_size' in (cfg.get('auto_scale_lr') or {}):
+            cfg.auto_scale_lr.enable = True
+        else:
+            # mmdet 2.28 warns and trains on
+            warnings.warn('--auto-scale-lr: the config has no auto_scale_lr.'
+                          'base_batch_size (the total batch its optimizer.lr '
+                          'is for), so the LR is not scaled; give it with '
+                          '--cfg-options auto_scale_lr.base_batch_size=N')
+    distributed, rank = start_run(args, cfg, 'train')
 
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
@@ -95,9 +108,10 @@ def main(argv=None):
 
     seed = args.seed if args.seed is not None else cfg.get('seed')
     if seed is not None:
-        from mmcv.runner import set_random_seed
-        set_random_seed(seed + rank, deterministic=args.deterministic)
-        logger.info(f'Set random seed to {seed}, '
+        # one seed for the samplers; each process's own with --diff-seed
+        own = seed + rank if args.diff_seed else seed
+        set_random_seed(own, deterministic=args.deterministic)
+        logger.info(f'Set random seed to {own}, '
                     f'deterministic: {args.deterministic}')
     cfg.seed = seed
 

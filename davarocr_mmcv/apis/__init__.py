@@ -1,5 +1,5 @@
-from .builder import (build_dataset, build_eval_dataloader, build_model,
-                      import_custom_modules)
+from .data import build_dataset, build_eval_dataloader
+from .resolve import build_model, import_custom_modules
 from .dist import init_dist, wrap_model
 from .test import multi_gpu_test, single_gpu_test
 from .train import build_eval_hook, train_model

@@ -161,8 +161,9 @@ def _no_buffer_sync():
 def wrap_model(model, distributed, find_unused_parameters=False):
     """MMDataParallel, or a distributed wrapper on this rank's device."""
     if not distributed:
-        if torch.cuda.is_available():
-            return MMDataParallel(model.cuda(), device_ids=[0])
+        if torch.cuda.is_available():  # the device of --gpu-id
+            return MMDataParallel(model.cuda(), device_ids=[
+                torch.cuda.current_device()])
         return MMDataParallel(model)
     if torch.cuda.is_available() and dist.get_backend() == 'nccl':
         device = torch.cuda.current_device()

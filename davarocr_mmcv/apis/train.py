@@ -1,18 +1,23 @@
 """train_model: DavarOCR's training entry, for mmcv-full 1.7.1 / mmdet 2.28."""
 import copy
+import inspect
 
-from mmcv.runner import (HOOKS, DistSamplerSeedHook, build_optimizer,
-                         build_runner, get_dist_info)
+from mmcv.runner import (HOOKS, DistEvalHook, DistSamplerSeedHook,
+                         build_optimizer, build_runner, get_dist_info)
 from mmcv.utils import build_from_cfg, get_logger
 
-from ..core.metrics import notify
 from ..core.preempt import Preempted
 from ..core.progress import is_iter_based_type
 from ..core.resume import resume_or_load
+from ..core.state import notify
 from ..hooks import DavarDistEvalHook, DavarEvalHook, PreemptionHook
-from .builder import (Resolver, build_dataset, build_eval_dataloader,
-                      build_sampler, split_settings)
+from ..status import resume_command
+from .data import build_eval_loader, build_train_loader, split_settings
 from .dist import wrap_model
+from .resolve import Resolver
+
+#: The training loader's old name.
+_loader = build_train_loader
 
 #: evaluation.type -> (single-process hook, distributed hook)
 EVAL_HOOKS = {
@@ -48,109 +53,58 @@ def build_eval_hook(eval_cfg, dataloader, distributed=False,
     return cls(dataloader, **cfg), priority
 
 
-def _loader(dataset, settings, sampler_cfg, distributed, seed, runner_type,
-            resolver):
-    """The training loader: shuffled; endless for an iteration-based runner
-    (IterBasedRunner or a subclass). ``settings``: ``split_settings``'s.
-
-    With ``data.sampler`` (``sampler_cfg``, DavarOCR's), that sampler
-    picks the samples: built from the sampler registries with the dataset
-    and ``samples_per_gpu``, finite (mmcv's IterLoader starts it again at
-    each pass). A dataset without a group ``flag`` (mmcls's, mmseg's) is
-    shuffled without groups. Otherwise mmdet's group samplers pick; mmdet's
-    endless samplers agree on their seed through a CUDA tensor, so without
-    CUDA a distributed iteration-based runner gets the finite distributed
-    sampler instead, which IterLoader starts again at each pass (with a new
-    epoch number, so a new shuffle).
-    """
-    import torch
-    from mmdet.datasets import build_dataloader
-    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
-    if sampler_cfg is not None:
-        return _sampled_loader(dataset, settings, sampler_cfg, distributed,
-                               seed, resolver)
-    endless = is_iter_based_type(runner_type) and \
-        (not distributed or torch.cuda.is_available())
-    flag = getattr(dataset, 'flag', None)
-    if flag is None:  # mmcls's and mmseg's datasets: no groups
-        return _ungrouped_loader(dataset, settings, distributed, seed,
-                                 endless)
-    if not hasattr(flag, 'astype'):
-        raise ValueError(
-            f'{type(dataset).__name__} groups its samples in a '
-            f'{type(flag).__name__} flag, which mmdet\'s group samplers '
-            'cannot read: give data.sampler (for DavarOCR\'s multi-dataset, '
-            "dict(type='BatchBalancedSampler', mode=0), or "
-            "'DistBatchBalancedSampler' when distributed)")
-    return build_dataloader(
-        dataset, samples, workers,
-        num_gpus=1,
-        dist=distributed,
-        shuffle=True,
-        seed=seed,
-        runner_type='IterBasedRunner' if endless else 'EpochBasedRunner',
-        persistent_workers=settings['persistent_workers'],
-        pin_memory=settings['pin_memory'])
+#: settings of ``cfg.evaluation`` for the hook that no hook's
+#: ``__init__`` names: registration options and mmdet 2.28's own argument
+EVAL_HOOK_KEYS = ('type', 'priority', 'dynamic_intervals')
 
 
-def _sampled_loader(dataset, settings, sampler_cfg, distributed, seed,
-                    resolver):
-    """A loader whose sampler is ``data.sampler``, as DavarOCR's
-    ``davar_build_dataloader`` builds it."""
-    from torch.utils.data import DistributedSampler
-    sampler = build_sampler(sampler_cfg, dataset,
-                            settings['samples_per_gpu'], resolver)
-    rank, world_size = get_dist_info()
-    if distributed and world_size > 1 and rank == 0 and \
-            not isinstance(sampler, DistributedSampler):
-        get_logger('davarocr_mmcv').warning(
-            f'data.sampler {type(sampler).__name__} is not a distributed '
-            f'sampler: each of the {world_size} processes draws from the '
-            'whole dataset')
-    return _data_loader(dataset, settings, seed, sampler=sampler)
+def evaluate_kwargs(eval_cfg):
+    """The settings of ``cfg.evaluation`` that reach ``dataset.evaluate``
+    (``metric``, DavarOCR's ``eval_func_params``, ...), as mmdet 2.28's and
+    DavarOCR's tools/test.py pass them: all but the hook's own, which are
+    the arguments that the ``__init__`` of the hook class
+    :func:`build_eval_hook` picks, of its distributed variant, of their
+    bases and of mmcv's ``DistEvalHook`` name, and
+    :data:`EVAL_HOOK_KEYS`."""
+    cfg = dict(eval_cfg or {})
+    hook_type = cfg.get('type')
+    classes = EVAL_HOOKS.get(hook_type) or (HOOKS.get(hook_type),)
+    own = set(EVAL_HOOK_KEYS)
+    for cls in (*classes, DistEvalHook):
+        for base in inspect.getmro(cls) if cls else ():
+            init = vars(base).get('__init__')
+            if inspect.isfunction(init):
+                own.update(name for name, p in inspect.signature(
+                    init).parameters.items() if p.kind in (
+                        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return {k: v for k, v in cfg.items() if k not in own}
 
 
-def _ungrouped_loader(dataset, settings, distributed, seed, endless):
-    """A shuffled loader for a dataset without mmdet's group ``flag``
-    (mmcls's, mmseg's), as those toolboxes shuffle: mmdet's endless
-    sampler, its seeded distributed sampler, or torch's random sampler."""
-    from mmdet.datasets.samplers import (DistributedSampler,
-                                         InfiniteBatchSampler)
-    from torch.utils.data import RandomSampler
-    rank, world_size = get_dist_info()
-    if endless:
-        return _data_loader(dataset, settings, seed, batch_sampler=(
-            InfiniteBatchSampler(dataset, settings['samples_per_gpu'],
-                                 world_size, rank, seed=seed, shuffle=True)))
-    sampler = DistributedSampler(dataset, world_size, rank, shuffle=True,
-                                 seed=seed) if distributed \
-        else RandomSampler(dataset)
-    return _data_loader(dataset, settings, seed, sampler=sampler)
-
-
-def _data_loader(dataset, settings, seed, sampler=None, batch_sampler=None):
-    """mmcv's collate, mmdet's worker seeding, ``settings`` (one process's
-    batch of ``samples_per_gpu``); the ``sampler`` or ``batch_sampler``
-    given."""
-    from functools import partial
-
-    from mmcv.parallel import collate
-    from mmdet.datasets.builder import worker_init_fn
-    from torch.utils.data import DataLoader
-    samples, workers = settings['samples_per_gpu'], settings['workers_per_gpu']
-    init_fn = None if seed is None else partial(
-        worker_init_fn, num_workers=workers, rank=get_dist_info()[0],
-        seed=seed)
-    return DataLoader(
-        dataset, batch_size=1 if batch_sampler else samples, sampler=sampler,
-        batch_sampler=batch_sampler, num_workers=workers,
-        collate_fn=partial(collate, samples_per_gpu=samples),
-        pin_memory=settings['pin_memory'], worker_init_fn=init_fn,
-        persistent_workers=settings['persistent_workers'])
+def auto_scale_lr(cfg, distributed, logger):
+    """mmdet 2.28's linear scaling rule: with ``cfg.auto_scale_lr.enable``
+    (tools/train.py ``--auto-scale-lr``), ``cfg.optimizer.lr`` is scaled
+    by the total batch (processes times ``samples_per_gpu``; one process
+    when not distributed) over ``cfg.auto_scale_lr.base_batch_size``."""
+    scale = cfg.get('auto_scale_lr') or {}
+    base = scale.get('base_batch_size')
+    if not scale.get('enable', False) or base is None:
+        return
+    gpus = get_dist_info()[1] if distributed else 1
+    samples = split_settings(cfg.data, 'train')[1]['samples_per_gpu']
+    batch = gpus * samples
+    logger.info(f'Training with {gpus} GPU(s) with {samples} samples per '
+                f'GPU. The total batch size is {batch}.')
+    if batch != base:
+        lr = batch / base * cfg.optimizer.lr
+        logger.info(f'LR has been automatically scaled from '
+                    f'{cfg.optimizer.lr} to {lr}')
+        cfg.optimizer.lr = lr
+    else:
+        logger.info(f'The batch size matches the base batch size {base}: '
+                    f'LR not scaled ({cfg.optimizer.lr}).')
 
 
 def _resume_command(cfg, validate):
-    from ..hooks.status import resume_command
     return resume_command(cfg.filename or 'CONFIG', cfg.work_dir,
                           get_dist_info()[1], validate)
 
@@ -160,8 +114,9 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     """Train ``model`` on ``dataset`` as DavarOCR's ``train_model`` does.
 
     Builds the loaders, wraps the model (MMDataParallel, or a distributed
-    wrapper that also works on CPU with gloo), builds the runner from
-    ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
+    wrapper that also works on CPU with gloo), scales ``optimizer.lr``
+    when ``cfg.auto_scale_lr.enable`` (:func:`auto_scale_lr`), builds the
+    runner from ``cfg.runner``, registers ``lr_config``, ``optimizer_config``,
     ``checkpoint_config`` (default type DavarCheckpointHook), ``log_config``
     and ``custom_hooks``, the eval hook of ``cfg.evaluation`` with
     ``validate``, :class:`PreemptionHook` (``cfg.preemption``, a dict of
@@ -176,12 +131,14 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
     resolver = Resolver.of(cfg)
     _, settings = split_settings(cfg.data, 'train')
     loaders = [
-        _loader(ds, settings, cfg.data.get('sampler'), distributed,
-                cfg.get('seed'), runner_type, resolver)
+        build_train_loader(ds, settings, cfg.data.get('sampler'),
+                           distributed, cfg.get('seed'), runner_type,
+                           resolver)
         for ds in datasets
     ]
     model = wrap_model(model, distributed,
                        cfg.get('find_unused_parameters', False))
+    auto_scale_lr(cfg, distributed, logger)
     runner = build_runner(runner_cfg, default_args=dict(
         model=model, optimizer=build_optimizer(model, cfg.optimizer),
         work_dir=cfg.work_dir, logger=logger, meta=meta))
@@ -198,13 +155,8 @@ def train_model(model, dataset, cfg, distributed=False, validate=False,
         runner.register_hook(DistSamplerSeedHook())
 
     if validate:
-        val_cfg, val = split_settings(cfg.data, 'val')
-        val_dataset = build_dataset(val_cfg, dict(test_mode=True), resolver)
         # finite and in order, whatever the runner
-        val_loader = build_eval_dataloader(
-            val_dataset, val['samples_per_gpu'], val['workers_per_gpu'],
-            distributed, persistent_workers=val['persistent_workers'],
-            pin_memory=val['pin_memory'])
+        _, val_loader = build_eval_loader(cfg, 'val', distributed, resolver)
         hook, priority = build_eval_hook(cfg.get('evaluation'), val_loader,
                                          distributed, runner_type, logger)
         runner.register_hook(hook, priority=priority)

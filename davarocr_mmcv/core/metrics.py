@@ -1,10 +1,12 @@
 """Metric rules and the record of the best score: the one place that decides
-what counts as better."""
+what counts as better (the keeper, :mod:`.best`, acts on it)."""
 import math
 from numbers import Real
 from typing import NamedTuple
 
 from ..serialization import to_plain
+from . import state
+from .state import hook_msgs, notify  # noqa: F401  (their old home)
 
 RULES = ('greater', 'less')
 #: Other spellings of a rule: DavarOCR's README writes "lower".
@@ -132,44 +134,15 @@ def metric_value(metrics, metric):
     return metrics[metric]
 
 
-def notify(runner, event, *args, first=None):
-    """Call ``hook.<event>(runner, *args)`` on every hook that defines it,
-    in the runner's order, ``first`` before the others.
-
-    Events: ``before_evaluation(point)``, ``after_evaluation(record)`` (from
-    :mod:`.observe`, for every eval hook), ``on_train_failure(exc)`` and,
-    on Ctrl-C, ``on_train_interrupt(exc, resume_command)`` (from
-    ``train_model``).
-    """
-    for hook in sorted(runner.hooks, key=lambda h: h is not first):
-        listener = getattr(hook, event, None)
-        if listener is not None:
-            listener(runner, *args)
-
-
-def publish_evaluation(runner, record, source=None):
-    """Record ``record`` in ``hook_msgs['eval_history']`` and hand it to every
-    hook that listens (``after_evaluation(runner, record)``): ``source``, the
-    hook that evaluated, first, so that what it decides (its own best) is
-    known to the others (a checkpoint written now)."""
-    msgs = hook_msgs(runner)
-    msgs.setdefault('eval_history', []).append(record.as_dict())
-    notify(runner, 'after_evaluation', record, first=source)
-
-
-def hook_msgs(runner):
-    if runner.meta is None:
-        runner.meta = {}
-    return runner.meta.setdefault('hook_msgs', {})
-
-
 class BestTracker:
     """The best score of one metric, kept in ``runner.meta['hook_msgs']`` so
     that a checkpoint carries it and a resume restores it.
 
-    Keys: ``best_score``, ``best_ckpt``, ``best_metric``, ``best_unit``,
-    ``best_step``, each with ``suffix`` appended (mmengine's ``_{metric}``
-    when several metrics are tracked); all plain Python values.
+    Keys: :data:`~.state.BEST_SCORE`, ``BEST_CKPT``, ``BEST_METRIC``,
+    ``BEST_UNIT``, ``BEST_STEP``, each with ``suffix`` appended (mmengine's
+    ``_{metric}`` when several metrics are tracked); all plain Python
+    values. Whether a record is kept, and where, is the
+    :class:`~.best.BestKeeper`'s.
     """
 
     def __init__(self, metric, rule, init_metric=None, suffix=''):
@@ -180,10 +153,12 @@ class BestTracker:
                             else float(init_metric))
 
     def best(self, runner):
-        msgs = hook_msgs(runner)
-        if msgs.get('best_metric' + self.suffix, self.metric) != self.metric:
+        msgs = state.hook_msgs(runner)
+        if msgs.get(state.best_key(state.BEST_METRIC, self.suffix),
+                    self.metric) != self.metric:
             return self.init_metric  # a best of another metric does not count
-        return msgs.get('best_score' + self.suffix, self.init_metric)
+        return msgs.get(state.best_key(state.BEST_SCORE, self.suffix),
+                        self.init_metric)
 
     def candidate(self, runner, record, ckpt_path):
         """The ``hook_msgs`` entries a new best would set, or None if
@@ -208,7 +183,7 @@ class BestTracker:
                 'a non-finite score is never best')
         if not is_better(score, self.best(runner), self.rule):
             return None
-        best = dict(best_score=score, best_ckpt=ckpt_path,
-                    best_metric=self.metric, best_unit=record.unit,
-                    best_step=record.step)
-        return {k + self.suffix: v for k, v in best.items()}
+        best = {state.BEST_SCORE: score, state.BEST_CKPT: ckpt_path,
+                state.BEST_METRIC: self.metric, state.BEST_UNIT: record.unit,
+                state.BEST_STEP: record.step}
+        return {state.best_key(k, self.suffix): v for k, v in best.items()}

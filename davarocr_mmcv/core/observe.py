@@ -17,7 +17,9 @@ import torch.distributed as dist
 from mmcv.runner import DistEvalHook, EvalHook, get_dist_info
 
 from ..serialization import to_plain
-from .metrics import EvalRecord, hook_msgs, notify, publish_evaluation
+from . import state
+from .best import publish_evaluation
+from .metrics import EvalRecord
 from .progress import Point
 
 #: log_buffer entries an evaluation writes that are not metrics.
@@ -30,12 +32,11 @@ def is_eval_hook(hook):
     return isinstance(hook, EvalHook)
 
 
-def will_evaluate(hook, runner, unit):
+def evaluates_at(hook, runner, unit):
     """Whether eval hook ``hook`` evaluates in ``after_train_{unit}`` now,
     by its own predicate (mmcv's ``_should_evaluate``)."""
-    own = getattr(hook, 'will_evaluate', None)
-    if own is not None:
-        return own(runner, unit)
+    if isinstance(hook, state.Evaluator):
+        return hook.evaluates_at(runner, unit)
     if (unit == 'epoch') != bool(hook.by_epoch):
         return False
     return bool(hook._should_evaluate(runner))
@@ -125,7 +126,7 @@ class _HearKeyScore:
 
 
 #: hook_msgs entries an mmcv-style hook sets when it keeps a new best.
-_OWN_BEST = ('best_score', 'best_ckpt')
+_OWN_BEST = (state.BEST_SCORE, state.BEST_CKPT)
 
 
 def _date_own_best(runner, point, before):
@@ -135,9 +136,9 @@ def _date_own_best(runner, point, before):
     adds ``best_unit`` / ``best_step``, so that hook_msgs' best always says
     its step. (The Davar hooks decide after the evaluation, with the
     step.)"""
-    msgs = hook_msgs(runner)
+    msgs = state.hook_msgs(runner)
     if tuple(msgs.get(k) for k in _OWN_BEST) != before:
-        msgs.update(best_unit=point.unit, best_step=point.step)
+        msgs.update({state.BEST_UNIT: point.unit, state.BEST_STEP: point.step})
 
 
 def observe(runner, hook):
@@ -149,10 +150,10 @@ def observe(runner, hook):
 
     def observed_do_evaluate(runner):
         point = evaluation_point(hook, runner)
-        notify(runner, 'before_evaluation', point)
+        state.notify(runner, 'before_evaluation', point)
         buffer = runner.log_buffer
         recording = buffer.output = _Recording(buffer.output)
-        best = tuple(hook_msgs(runner).get(k) for k in _OWN_BEST)
+        best = tuple(state.hook_msgs(runner).get(k) for k in _OWN_BEST)
         try:
             with _HearKeyScore(hook) as heard:
                 do_evaluate(runner)

@@ -3,6 +3,8 @@ from typing import NamedTuple
 
 from mmcv.runner import RUNNERS, IterBasedRunner
 
+from . import state
+
 
 class Point(NamedTuple):
     """A moment of training at which hooks may act.
@@ -48,17 +50,14 @@ EPOCH_POSITION = 'epoch_position'
 def epoch_position(runner, point):
     """Where ``point`` (an iteration inside an epoch of an epoch-based
     runner) stands in its epoch: ``batches_done`` of ``batches``, the
-    number of processes, and what the runner's ``data_state()`` adds, if
-    it has one (the random states of the epoch's data order)."""
+    number of processes (a :class:`~.state.EpochPosition`), and what a
+    :class:`~.state.PositionedRunner` adds (the random states of the
+    epoch's data order)."""
     start = runner.iter - runner.inner_iter  # the epoch's first iteration
     loader = getattr(runner, 'data_loader', None)
-    position = dict(batches_done=point.iters_done - start,
-                    batches=None if loader is None else len(loader),
-                    world_size=runner.world_size)
-    data_state = getattr(runner, 'data_state', None)
-    if data_state is not None:
-        position.update(data_state(point))
-    return position
+    return state.EpochPosition(
+        point.iters_done - start, None if loader is None else len(loader),
+        runner.world_size, extra=state.data_state(runner, point)).as_dict()
 
 
 def checkpoint_meta(runner, point):
@@ -66,13 +65,12 @@ def checkpoint_meta(runner, point):
     after ``point``: mmcv's values for its own save points; for an
     iteration inside an epoch, the epoch in progress and, under
     :data:`EPOCH_POSITION`, how far into it (see :func:`resume_position`);
-    for an iteration-based runner with a ``data_state`` (the package's),
-    how far into its loader's pass."""
+    for an iteration-based :class:`~.state.PositionedRunner` (the
+    package's), how far into its loader's pass."""
     if point.unit == 'epoch' or is_iter_based(runner):
         meta = dict(epoch=runner.epoch + 1, iter=point.iters_done)
-        data_state = getattr(runner, 'data_state', None)
-        if is_iter_based(runner) and data_state is not None:
-            position = data_state(point)  # the loader's pass
+        if is_iter_based(runner):
+            position = state.data_state(runner, point)  # the loader's pass
             if position:
                 meta[EPOCH_POSITION] = position
         return meta
@@ -83,18 +81,18 @@ def checkpoint_meta(runner, point):
 def resume_position(runner, position):
     """Set ``runner``, resumed at the ``iter`` of a checkpoint written
     inside an epoch (or a pass of an iteration-based runner's data), to
-    continue after ``position`` (:func:`epoch_position`): the runner's own
-    ``resume_in_epoch`` when it has one (the package's runners); else an
-    epoch restarts, with the iteration count of its start, as mmcv's
-    ``EpochBasedRunner`` can only do, and mmcv's ``IterBasedRunner``
-    starts a new pass over the data."""
-    own = getattr(runner, 'resume_in_epoch', None)
-    if own is not None and own(position):
+    continue after ``position`` (:func:`epoch_position`): a
+    :class:`~.state.PositionedRunner` (the package's runners) continues
+    there; else an epoch restarts, with the iteration count of its start,
+    as mmcv's ``EpochBasedRunner`` can only do, and mmcv's
+    ``IterBasedRunner`` starts a new pass over the data."""
+    positioned = isinstance(runner, state.PositionedRunner)
+    if positioned and runner.resume_in_epoch(position):
         return
     if is_iter_based(runner):
         return  # a new pass over the data, as mmcv's IterLoader does
     runner._iter -= position['batches_done']
-    if own is None:
+    if not positioned:
         runner.logger.info(
             f'{type(runner).__name__} cannot resume inside an epoch: epoch '
             f'{runner.epoch + 1} restarts from its first batch (iter '

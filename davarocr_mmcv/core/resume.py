@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..serialization import load_checkpoint_file
+from . import state
 from .elastic import restart_attempt
 from .progress import EPOCH_POSITION, is_iter_based, resume_position
 
@@ -130,7 +131,7 @@ def restore(runner, ckpt, resume_optimizer=True):
             runner.logger.info('the iteration number is changed due to '
                                'change of GPU number')
     runner.meta = dict(runner.meta or {}, **meta)
-    runner.meta.setdefault('hook_msgs', {})
+    state.hook_msgs(runner)
     if resume_optimizer and 'optimizer' in ckpt:
         if isinstance(runner.optimizer, Optimizer):
             runner.optimizer.load_state_dict(ckpt['optimizer'])
@@ -271,8 +272,7 @@ def later_best(work_dir, path, ckpt, logger):
         return {}
     if best.get('iter', -1) <= ckpt['meta'].get('iter', -1):
         return {}
-    entries = {k: v for k, v in (best.get('hook_msgs') or {}).items()
-               if k.startswith('best_')}
+    entries = state.best_items(state.msgs_of(best))
     if entries:
         logger.info(f'{best_path} was written at iter {best["iter"]}, after '
                     f'{path}; its best stands: ' + ', '.join(
@@ -411,7 +411,7 @@ def resume_or_load(runner, cfg, logger, distributed=False):
         if plan['mode'] == 'resume':
             restore(runner, ckpt)
             # the same on every rank: the plan came from rank 0
-            runner.meta['hook_msgs'].update(plan.get('best') or {})
+            state.hook_msgs(runner).update(plan.get('best') or {})
         else:
             load_weights(runner, ckpt)
             logger.info(f'loaded the weights of {plan["path"]}')

@@ -1,5 +1,6 @@
 """The single writer: every file the hooks create, replace or delete goes
-through :class:`CheckpointWriter`, and only global rank 0 touches the disk."""
+through :class:`CheckpointWriter`, and only global rank 0 touches the disk.
+A run has one writer per folder (:func:`run_writer`)."""
 import copy
 import io
 import os
@@ -17,9 +18,11 @@ from mmcv.parallel import is_module_wrapper
 from torch.optim import Optimizer
 
 from ..constants import LAST_CHECKPOINT_FILE, TMP_PREFIX
+from . import state
 from .progress import checkpoint_meta
 from ..serialization import to_plain
 from ..utils.checks import check_choice
+from ..utils.process import pid_alive
 
 ON_ERROR = ('raise', 'continue')
 
@@ -59,16 +62,6 @@ def atomic_write(path, write):
     _fsync_dir(folder)
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_tmp(folder):
     """Delete temporary files left by writers that died mid-write."""
     if not osp.isdir(folder):
@@ -79,7 +72,7 @@ def remove_stale_tmp(folder):
             if not name.startswith(TMP_PREFIX):
                 continue
             pid = name[len(TMP_PREFIX):].split('-', 1)[0]
-            if pid.isdigit() and _pid_alive(int(pid)) and \
+            if pid.isdigit() and pid_alive(int(pid)) and \
                     int(pid) != os.getpid():
                 continue
             try:
@@ -262,7 +255,8 @@ class CheckpointWriter:
             # stores numpy scalars), so that a plain torch.load reads it.
             step.checkpoint['meta'] = to_plain(dict(
                 step.checkpoint['meta'],
-                hook_msgs=dict(base_msgs, **written, **step.updates)))
+                **{state.HOOK_MSGS: dict(base_msgs, **written,
+                                         **step.updates)}))
             if self._write(step.name, step.checkpoint, base_msgs):
                 written.update(step.updates)
                 if step.link is not None:
@@ -279,7 +273,8 @@ class CheckpointWriter:
                 torch.save(checkpoint, buf)
                 self.file_client.put(buf.getvalue(), path)
         except Exception as exc:  # noqa: B902  OSError, pickling, backend
-            safe = ', '.join(base_msgs[k] for k in ('best_ckpt', 'last_ckpt')
+            safe = ', '.join(base_msgs[k]
+                             for k in (state.BEST_CKPT, state.LAST_CKPT)
                              if base_msgs.get(k)) or 'nothing yet'
             msg = (f'failed to write checkpoint {path}: {exc!r}. Files '
                    f'already written are intact: {safe}.')
@@ -348,3 +343,18 @@ class CheckpointWriter:
     def _log(self, level, msg):
         if self.logger is not None:
             getattr(self.logger, level)(msg)
+
+
+def run_writer(runner, out_dir, file_client=None, logger=None,
+               on_error='raise', async_save=False, replace=False):
+    """The run's writer for ``out_dir``: made at the first call (or anew
+    with ``replace``, by the checkpoint hook, whose options then hold for
+    every file written there: checkpoints, best files, pre-emption
+    saves)."""
+    writers = state.slot(runner, 'writers', dict)
+    writer = writers.get(out_dir)
+    if writer is None or replace:
+        writer = writers[out_dir] = CheckpointWriter(
+            out_dir, file_client, logger or runner.logger, on_error,
+            async_save)
+    return writer

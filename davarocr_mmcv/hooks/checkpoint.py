@@ -8,11 +8,12 @@ from mmcv.runner import HOOKS, CheckpointHook, get_dist_info
 
 from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
-from ..core.metrics import BestTracker, hook_msgs, infer_rule
-from ..core.observe import is_eval_hook, observe_evaluations, will_evaluate
+from ..core import state
+from ..core.best import BestKeeper, Ledger
+from ..core.metrics import BestTracker, infer_rule
+from ..core.observe import evaluates_at, is_eval_hook, observe_evaluations
 from ..core.progress import current_point, is_iter_based, max_steps
-from ..core.writer import ON_ERROR, CheckpointWriter, save_step
-from .evaluation import DavarEvalHook
+from ..core.writer import ON_ERROR, run_writer, save_step
 from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
                             check_positive_int, unknown_names)
 
@@ -37,14 +38,16 @@ def sync_buffers(model):
 
 
 @HOOKS.register_module()
-class DavarCheckpointHook(CheckpointHook):
+class DavarCheckpointHook(CheckpointHook, state.ResumableSaver,
+                          state.BestOwner):
     """Save checkpoints by epoch and/or by iteration, keeping only what is
     wanted.
 
     ``save_mode='general'`` behaves as mmcv's CheckpointHook (``epoch_N.pth``
     / ``iter_N.pth``, ``latest.pth``, ``max_keep_ckpts``) and saves nothing
     before ``model_milestone``. ``save_mode='lightweight'`` keeps two files:
-    ``Best_checkpoint.pth`` (the weights of the best ``metric``) and
+    ``Best_checkpoint.pth`` (the weights of the best ``metric``, decided and
+    written by the run's :class:`~davarocr_mmcv.core.best.BestKeeper`) and
     ``latest_model.pth`` (the newest state, refreshed at every save point).
 
     Args:
@@ -212,17 +215,26 @@ class DavarCheckpointHook(CheckpointHook):
                 f'accepts {sorted(set(known) - {"self", "kwargs"})}')
 
     # ------------------------------------------------------------- set-up
+    def owns_best(self):
+        return self.tracker is not None
+
     def before_run(self, runner):
         super().before_run(runner)  # out_dir, file_client, create_symlink
-        self.writer = CheckpointWriter(self.out_dir, self.file_client,
-                                       runner.logger, self.on_save_error,
-                                       self.async_save)
+        self.writer = run_writer(runner, self.out_dir, self.file_client,
+                                 runner.logger, self.on_save_error,
+                                 self.async_save, replace=True)
         self.writer.prepare()
-        msgs = hook_msgs(runner)
         # The file a run resumed from is never rotated away.
-        self._protected = {msgs.get('last_ckpt')}
+        self._protected = {state.last_ckpt(runner)}
         observe_evaluations(runner)
         self._share_best_keys(runner)
+        keeper = BestKeeper.of(runner)
+        keeper.drop(self)
+        if self.tracker is not None:
+            keeper.keep(Ledger(
+                self, self._trackers_for, self.best_filename, self.out_dir,
+                self.file_client, save_optimizer=False,
+                extra_meta=self.args.get('meta'), on_best=self._new_best))
         position = runner.hooks.index(self) if self in runner.hooks else -1
         self._later_evaluators = [
             h for h in runner.hooks[position + 1:] if is_eval_hook(h)]
@@ -239,13 +251,14 @@ class DavarCheckpointHook(CheckpointHook):
         if self.tracker is None:
             return
         rivals = [h for h in runner.hooks if is_eval_hook(h) and
-                  h.save_best and not isinstance(h, DavarEvalHook)]
+                  h.save_best and not isinstance(h, state.Evaluator)]
         self.tracker.suffix = f'_{self.tracker.metric}' if rivals else ''
         if rivals:
             runner.logger.info(
                 f'DavarCheckpointHook: {type(rivals[0]).__name__} keeps its '
                 f'own best checkpoint; {self.best_filename} is recorded as '
-                f'best_ckpt{self.tracker.suffix} in hook_msgs')
+                f'{state.best_key(state.BEST_CKPT, self.tracker.suffix)} in '
+                'hook_msgs')
 
     # --------------------------------------------------------------- WHEN
     def after_train_epoch(self, runner):
@@ -262,7 +275,7 @@ class DavarCheckpointHook(CheckpointHook):
                 'report; that save point is skipped')
             self._pending = None
         point = current_point(runner, unit)
-        waiting = sum(will_evaluate(h, runner, unit)
+        waiting = sum(evaluates_at(h, runner, unit)
                       for h in self._later_evaluators)
         if waiting:
             # Evaluations of these weights are still to come at this point:
@@ -272,12 +285,11 @@ class DavarCheckpointHook(CheckpointHook):
         self._act(runner, point)
 
     def after_evaluation(self, runner, record):
-        """Every evaluation of the run (:mod:`davarocr_mmcv.core.observe`):
-        a new best is saved now, with the weights that were scored; a save
-        point waiting for this evaluation is then carried out."""
+        """Every evaluation of the run (:mod:`davarocr_mmcv.core.observe`),
+        once the keeper (:mod:`davarocr_mmcv.core.best`) has saved a new
+        best with the weights that were scored: a save point waiting for
+        this evaluation is carried out."""
         self._heard_eval = True
-        if self.tracker is not None and self._past_milestone(runner, record):
-            self._save_best(runner, record)
         if self._pending is None:
             return
         point, waiting = self._pending
@@ -313,7 +325,7 @@ class DavarCheckpointHook(CheckpointHook):
         if self._saved_key != point.key:
             self._save(runner, point)
         self.writer.wait()
-        return hook_msgs(runner).get('last_ckpt')
+        return state.last_ckpt(runner)
 
     def _past_milestone(self, runner, point):
         return point.step > int(max_steps(runner, point.unit) *
@@ -343,7 +355,7 @@ class DavarCheckpointHook(CheckpointHook):
         runner.logger.info(f'Saving checkpoint at {point.step} {point.unit}s')
         self._submit(runner, [
             self._step(runner, point, name,
-                       dict(last_ckpt=self.writer.path(name)),
+                       state.last_ckpt_entry(self.writer.path(name)),
                        self.save_optimizer, self._link())
         ], after=self._rotate)
 
@@ -351,32 +363,28 @@ class DavarCheckpointHook(CheckpointHook):
         """Record a written regular checkpoint and drop the oldest beyond
         ``max_keep_ckpts``; never the best, the resumed-from file, the
         newest, or a file this hook did not write."""
-        if 'last_ckpt' not in updates:
+        if state.LAST_CKPT not in updates:
             return
-        msgs = hook_msgs(runner)
-        history = msgs.setdefault('ckpt_history', [])
-        if updates['last_ckpt'] not in history:
-            history.append(updates['last_ckpt'])
+        history = state.record_checkpoint(runner, updates[state.LAST_CKPT])
         if self.max_keep_ckpts <= 0:
             return
-        keep = self._protected | {msgs.get('best_ckpt'), msgs['last_ckpt']}
+        msgs = state.hook_msgs(runner)
+        keep = self._protected | {msgs.get(state.BEST_CKPT),
+                                  msgs[state.LAST_CKPT]}
         removable = [p for p in history if p not in keep]
         for path in removable[:max(0, len(history) - self.max_keep_ckpts)]:
             self.writer.remove(path)
             history.remove(path)
 
-    def _save_best(self, runner, record):
-        best = self.tracker.candidate(runner, record,
-                                      self.writer.path(self.best_filename))
-        if not best:
-            return
-        runner.logger.info(
-            f'New best {self.tracker.metric}: '
-            f'{best["best_score" + self.tracker.suffix]} at {record.unit} '
-            f'{record.step}; saving {self.best_filename}')
+    # ------------------------------------------------- the best (the keeper)
+    def _trackers_for(self, runner, record):
+        """The keeper decides on every evaluation of the run, past the
+        milestone."""
+        return [self.tracker] if self._past_milestone(runner, record) \
+            else []
+
+    def _new_best(self, runner, record, path):
         self._latest_stale = True  # the latest must learn of this best
-        self._submit(runner, [self._step(runner, record, self.best_filename,
-                                         best, save_optimizer=False)])
 
     def _save_latest(self, runner, point):
         if not self._heard_eval and not self._warned_no_eval:
@@ -390,7 +398,7 @@ class DavarCheckpointHook(CheckpointHook):
         self._saved_key = point.key
         self._submit(runner, [self._step(
             runner, point, self.latest_filename,
-            dict(last_ckpt=self.writer.path(self.latest_filename)),
+            state.last_ckpt_entry(self.writer.path(self.latest_filename)),
             self.save_optimizer, self._link())])
 
     def _link(self):
@@ -410,10 +418,10 @@ class DavarCheckpointHook(CheckpointHook):
         """Hand ``steps`` to the writer; the ``hook_msgs`` entries of the
         files actually written reach the runner (then ``after``)."""
         def commit(updates):
-            hook_msgs(runner).update(updates)
+            state.hook_msgs(runner).update(updates)
             if after is not None:
                 after(runner, updates)
-        self.writer.submit(steps, hook_msgs(runner), commit)
+        self.writer.submit(steps, state.hook_msgs(runner), commit)
 
     def after_run(self, runner):
         if self._pending is not None:  # its evaluation never reported

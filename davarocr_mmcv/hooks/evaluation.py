@@ -8,12 +8,14 @@ from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
 from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..constants import MODEL_TYPES
+from ..core import state
+from ..core.best import BestKeeper, Ledger
+from ..core.inference import multi_gpu_test, single_gpu_test
 from ..core.metrics import (GREATER_KEYS, LESS_KEYS, BestTracker, check_rule,
-                            hook_msgs, infer_rule, metric_value)
+                            infer_rule, metric_value)
 from ..core.observe import evaluation_point, observe_evaluations
 from ..core.progress import is_iter_based
-from ..core.testing import MODEL_TYPES, multi_gpu_test, single_gpu_test
-from ..core.writer import CheckpointWriter, save_step
 from ..serialization import to_plain
 from ..utils.checks import check_choice, check_positive_int, unknown_names
 
@@ -32,7 +34,7 @@ def _as_list(value):
 
 
 @HOOKS.register_module()
-class DavarEvalHook(EvalHook):
+class DavarEvalHook(EvalHook, state.Evaluator):
     """Evaluate by epoch and/or by iteration, as mmcv's EvalHook does, and
     (in general mode) keep ``best_{metric}_{epoch|iter}_{N}.pth``.
 
@@ -45,8 +47,10 @@ class DavarEvalHook(EvalHook):
     for evaluations by iteration and before training), to
     ``hook_msgs['eval_history']``, and to every hook with an
     ``after_evaluation(runner, record)`` method (see
-    :mod:`davarocr_mmcv.core.observe`). An evaluation that returns nothing
-    while ``save_best`` is set raises mmcv's UserWarning
+    :mod:`davarocr_mmcv.core.observe`); in general mode the run's
+    :class:`~davarocr_mmcv.core.best.BestKeeper` keeps the best of them.
+    An evaluation that returns nothing while ``save_best`` is set raises
+    mmcv's UserWarning
     (:data:`EMPTY_RESULT_WARNING`) and decides no best.
 
     Args:
@@ -173,24 +177,28 @@ class DavarEvalHook(EvalHook):
     # ------------------------------------------------------------- set-up
     def before_run(self, runner):
         super().before_run(runner)
-        hook_msgs(runner)
+        state.hook_msgs(runner)
         self._check_eval_kwargs()
         observe_evaluations(runner)
         if self.by_epoch and is_iter_based(runner):
             runner.logger.warning(
                 f'{type(self).__name__}: by_epoch=True has no effect in an '
                 'IterBasedRunner; use by_iter/iter_interval')
-        self.writer = CheckpointWriter(self.out_dir, self.file_client,
-                                       runner.logger)
-        keeper = [h for h in runner.hooks
-                  if getattr(h, 'tracker', None) is not None]
-        self.keeps_best = self.eval_mode == 'general' and not keeper
-        if self.eval_mode == 'general' and keeper and self.save_best:
+        owner = state.best_owner(runner)
+        self.keeps_best = self.eval_mode == 'general' and owner is None
+        keeper = BestKeeper.of(runner)
+        keeper.drop(self)
+        if self.keeps_best:
+            keeper.keep(Ledger(self, self._trackers_for,
+                               'best_{metric}_{unit}_{step}.pth',
+                               self.out_dir, self.file_client,
+                               on_written=self._best_written))
+        elif self.eval_mode == 'general' and self.save_best:
             runner.logger.warning(
                 'DavarEvalHook: DavarCheckpointHook(save_mode="lightweight") '
                 'keeps the best checkpoint; no best_*.pth is written here')
         elif self.eval_mode == 'lightweight' and self.save_best and \
-                not keeper:
+                owner is None:
             runner.logger.warning(
                 'DavarEvalHook: eval_mode="lightweight" leaves the best '
                 'checkpoint to DavarCheckpointHook(save_mode="lightweight"), '
@@ -216,9 +224,18 @@ class DavarEvalHook(EvalHook):
                 f'accepts {[p for p in params if p != "self"]}')
 
     # --------------------------------------------------------------- WHEN
-    def will_evaluate(self, runner, unit):
-        """Whether this hook evaluates in ``after_train_{unit}`` now (also
-        asked by DavarCheckpointHook)."""
+    def evaluates_at(self, runner, unit):
+        """Whether this hook evaluates in ``after_train_{unit}`` now (a
+        query: asked by DavarCheckpointHook; nothing changes)."""
+        saved = self.unit
+        try:
+            return self._due_now(runner, unit)
+        finally:
+            self.unit = saved
+
+    def _due_now(self, runner, unit):
+        """Take ``unit`` as the schedule evaluated, and say whether an
+        evaluation is due by mmcv's ``_should_evaluate``."""
         self.unit = unit
         scheduled = self.by_epoch if unit == 'epoch' else self.by_iter
         return scheduled and bool(self._should_evaluate(runner))
@@ -266,7 +283,7 @@ class DavarEvalHook(EvalHook):
         self._evaluate_if_due(runner, 'iter')
 
     def _evaluate_if_due(self, runner, unit):
-        if not self.will_evaluate(runner, unit):
+        if not self._due_now(runner, unit):
             return
         if not self.initial_flag and self._train_record_first(runner, unit):
             for logger_hook in self._later(runner, LoggerHook):
@@ -356,37 +373,17 @@ class DavarEvalHook(EvalHook):
             runner.log_buffer.clear_output()
 
     # --------------------------------------------------- WHAT (general mode)
-    def after_evaluation(self, runner, record):
-        """Keep the best of this hook's own evaluations (general mode); runs
-        on every rank, with rank 0's metrics."""
-        if record.source is not self or not self.keeps_best or \
-                not self._rules or not record.metrics:
-            return
+    def _trackers_for(self, runner, record):
+        """The trackers deciding on ``record`` for the keeper: this hook's
+        own evaluations with metrics (on every rank, with rank 0's)."""
+        if record.source is not self or not self._rules or \
+                not record.metrics:
+            return []
         self._resolve_auto(record.metrics)
-        for tracker in self.trackers:
-            self._keep_best(runner, record, tracker)
+        return self.trackers
 
-    def _keep_best(self, runner, record, tracker):
-        name = f'best_{tracker.metric}_{record.unit}_{record.step}.pth'
-        best = tracker.candidate(runner, record, self.writer.path(name))
-        if not best:
-            return
-        previous = hook_msgs(runner).get('best_ckpt' + tracker.suffix)
-
-        def commit(updates):
-            if not updates:
-                return  # not written: the previous best stays
-            hook_msgs(runner).update(updates)
-            self.best_ckpt_path = updates['best_ckpt' + tracker.suffix]
-            if previous and previous != self.best_ckpt_path:
-                self.writer.remove(previous)
-            runner.logger.info(
-                f'Now best checkpoint is saved as {name}. Best '
-                f'{tracker.metric} is '
-                f'{updates["best_score" + tracker.suffix]} at '
-                f'{record.step} {record.unit}.')
-        self.writer.submit([save_step(runner, record, name, best)],
-                           hook_msgs(runner), commit)
+    def _best_written(self, path):
+        self.best_ckpt_path = path
 
 
 @HOOKS.register_module()

@@ -7,13 +7,14 @@ from numbers import Real
 from mmcv.runner import HOOKS
 from mmcv.runner.hooks import LrUpdaterHook
 
-from ..core.metrics import hook_msgs, infer_rule
+from ..core import state
+from ..core.metrics import infer_rule
 from ..core.observe import observe_evaluations
 
 MODES = ('min', 'max')
 THRESHOLD_MODES = ('rel', 'abs')
 #: Key of the hook's state in ``runner.meta['hook_msgs']``.
-STATE_KEY = 'lr_plateau'
+STATE_KEY = state.LR_PLATEAU
 
 
 def _number(value, arg, low, high=math.inf, low_open=False,
@@ -111,7 +112,7 @@ class ReduceonplateauLrUpdaterHook(LrUpdaterHook):
     def before_run(self, runner):
         super().before_run(runner)
         observe_evaluations(runner)
-        saved = hook_msgs(runner).get(STATE_KEY)
+        saved = state.hook_msgs(runner).get(STATE_KEY)
         if saved and (saved.get('metric'), saved.get('mode')) == (
                 self.metric, self.mode):
             self.state = dict(self.initial_state(), **saved)
@@ -128,7 +129,7 @@ class ReduceonplateauLrUpdaterHook(LrUpdaterHook):
                     f'not {self.metric!r} ({self.mode}); starting afresh')
             self.state = self.initial_state()
         self._store(runner)
-        if not any(hasattr(h, 'will_evaluate') for h in runner.hooks):
+        if not state.evaluators(runner):
             runner.logger.warning(
                 'ReduceonplateauLrUpdaterHook: no DavarEvalHook is '
                 'registered, so no evaluation reaches this hook and the LR '
@@ -198,4 +199,4 @@ class ReduceonplateauLrUpdaterHook(LrUpdaterHook):
         return list(lrs)
 
     def _store(self, runner):
-        hook_msgs(runner)[STATE_KEY] = dict(self.state)
+        state.hook_msgs(runner)[STATE_KEY] = dict(self.state)

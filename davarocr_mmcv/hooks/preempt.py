@@ -3,12 +3,12 @@ with a resumable checkpoint (WHEN; the checkpoint hook's writer WRITES)."""
 from mmcv.runner import HOOKS, Hook
 
 from ..constants import ITER_TMPL, LATEST_LINK_NAME
-from ..core.metrics import hook_msgs
+from ..core import state
 from ..core.preempt import (DEFAULT_SIGNALS, REPEAT_WINDOW, Preempted,
                             SignalCatcher, agree, report_to_launcher,
                             wait_for_rank0)
 from ..core.progress import current_point, is_iter_based
-from ..core.writer import CheckpointWriter, save_step
+from ..core.writer import run_writer, save_step
 from ..utils.checks import check_positive_int
 
 
@@ -21,10 +21,11 @@ class PreemptionHook(Hook):
     is recorded and training goes on to the end of the iteration under way.
     There every rank learns whether any rank received one (one
     all-reduce every ``interval`` iterations), so all stop at the same
-    iteration: the checkpoint hook that saves (``save_resumable``, e.g.
+    iteration: the checkpoint hook that saves (a
+    :class:`~davarocr_mmcv.core.state.ResumableSaver`, e.g.
     :class:`DavarCheckpointHook`) writes the state, on rank 0 only (without
-    one, ``iter_N.pth`` is written into the work_dir through the same
-    writer); every rank waits until it is on disk, then raises
+    one, ``iter_N.pth`` is written into the work_dir through the run's
+    writer there); every rank waits until it is on disk, then raises
     :class:`~davarocr_mmcv.core.preempt.Preempted` (exit status 75 when
     uncaught). At the last iteration of an epoch the stop comes after the
     epoch's hooks (its evaluation and checkpoint). A second signal, later
@@ -112,18 +113,19 @@ class PreemptionHook(Hook):
 
 
 def save_resumable(runner, point):
-    """Write the state at ``point`` through the run's checkpoint hook
-    (the first with ``save_resumable``), or else as ``iter_N.pth`` in the
-    work_dir; the path of the file to resume from."""
-    for hook in runner.hooks:
-        save = getattr(hook, 'save_resumable', None)
-        if save is not None:
-            return save(runner, point)
-    writer = CheckpointWriter(runner.work_dir, logger=runner.logger)
+    """Write the state at ``point`` through the run's checkpoint hook (its
+    :class:`~davarocr_mmcv.core.state.ResumableSaver`), or else as
+    ``iter_N.pth`` in the work_dir, through the run's writer there; the
+    path of the file to resume from."""
+    saver = state.resumable_saver(runner)
+    if saver is not None:
+        return saver.save_resumable(runner, point)
+    writer = run_writer(runner, runner.work_dir)
     writer.prepare()
     name = ITER_TMPL.format(point.iters_done)
+    msgs = state.hook_msgs(runner)
     writer.submit([save_step(runner, point, name,
-                             dict(last_ckpt=writer.path(name)),
-                             link=LATEST_LINK_NAME)],
-                  hook_msgs(runner), hook_msgs(runner).update)
-    return hook_msgs(runner).get('last_ckpt')
+                             state.last_ckpt_entry(writer.path(name)),
+                             link=LATEST_LINK_NAME)], msgs, msgs.update)
+    writer.wait()
+    return state.last_ckpt(runner)

@@ -5,24 +5,21 @@ import json
 import math
 import os
 import os.path as osp
-import shlex
 import socket
 import time
 
 from mmcv.runner import HOOKS, Hook, get_dist_info
 
-from ..core.metrics import hook_msgs
+from ..constants import STATUS_FILE
+from ..core import state as run_state
 from ..core.observe import observe_evaluations
 from ..core.preempt import Preempted
 from ..core.writer import atomic_write
 from ..serialization import to_plain
-
-#: File written into ``work_dir``.
-STATUS_FILE = 'status.json'
-#: Values of the ``state`` field.
-STATES = ('training', 'evaluating', 'finished', 'failed', 'interrupted',
-          'preempted')
-_BEST_FIELDS = ('score', 'unit', 'step', 'ckpt')
+# The command-line side (tools/status.py, the resume command), at their old
+# import path.
+from ..status import (STATES, format_status, read_status,  # noqa: F401
+                      resume_command)
 
 
 def _now():
@@ -42,93 +39,6 @@ def _json_safe(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
-
-
-def best_entries(msgs):
-    """``{metric: {score, unit, step, ckpt}}`` from ``hook_msgs``, for the
-    single best (``best_score``) and per-metric ones (``best_score_NED``)."""
-    best = {}
-    for key in msgs:
-        if not key.startswith('best_score'):
-            continue
-        suffix = key[len('best_score'):]
-        metric = msgs.get('best_metric' + suffix) or suffix.lstrip('_')
-        best[metric] = {field: msgs.get(f'best_{field}{suffix}')
-                        for field in _BEST_FIELDS}
-    return best
-
-
-def resume_command(config, work_dir, world_size=1, validate=True):
-    """The command that continues a training of ``config`` in ``work_dir``
-    from its newest checkpoint (``--auto-resume``; from the start when none
-    was written). Uses the copy of the config that tools/train.py leaves in
-    ``work_dir`` when there is one, since it holds the ``--cfg-options``.
-    """
-    saved = osp.join(work_dir, osp.basename(config))
-    config = saved if osp.isfile(saved) else config
-    if world_size > 1:
-        cmd = ['bash', 'tools/dist_train.sh', config, str(world_size)]
-    else:
-        cmd = ['python', 'tools/train.py', config]
-    cmd += ['--work-dir', work_dir, '--auto-resume']
-    if not validate:
-        cmd.append('--no-validate')
-    return ' '.join(shlex.quote(part) for part in cmd)
-
-
-def read_status(work_dir):
-    """The parsed ``work_dir/status.json``.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-    """
-    with open(osp.join(work_dir, STATUS_FILE)) as f:
-        return json.load(f)
-
-
-def _duration(seconds):
-    if seconds is None:
-        return '-'
-    return str(datetime.timedelta(seconds=int(seconds)))
-
-
-def _values(values):
-    return ', '.join(f'{k}: {v:.4f}' if isinstance(v, float) else f'{k}: {v}'
-                     for k, v in (values or {}).items()) or '-'
-
-
-def format_status(status):
-    """``status`` (the content of status.json) as a few readable lines."""
-    state = status.get('state', '?')
-    if state in ('failed', 'interrupted', 'preempted') and \
-            status.get('error'):
-        state += f" ({status['error']})"
-    lines = [f'state:    {state}',
-             f"host:     {status.get('host')} pid {status.get('pid')}",
-             f"started:  {status.get('started_at')}, updated "
-             f"{status.get('updated_at')}"]
-    progress = []
-    if status.get('max_epochs'):
-        progress.append(f"epoch {status.get('epoch')}/{status['max_epochs']}")
-    progress.append(f"iter {status.get('iter')}/{status.get('max_iters')}")
-    if status.get('samples_total'):
-        progress.append(f"samples {status.get('samples_done')}/"
-                        f"{status['samples_total']} in this epoch")
-    lines.append('progress: ' + ', '.join(progress))
-    lines.append(f"time:     elapsed {_duration(status.get('elapsed_s'))}, "
-                 f"ETA {_duration(status.get('eta_s'))}")
-    lines.append(f"loss:     {_values(status.get('loss'))}")
-    evaluation = status.get('last_eval')
-    if evaluation:
-        lines.append(f"metrics:  {_values(evaluation.get('metrics'))} "
-                     f"({evaluation.get('unit')} {evaluation.get('step')})")
-    for metric, best in (status.get('best') or {}).items():
-        lines.append(f"best:     {metric} {best.get('score')} at "
-                     f"{best.get('unit')} {best.get('step')}: "
-                     f"{best.get('ckpt')}")
-    if status.get('resume'):
-        lines.append(f"resume:   {status['resume']}")
-    return '\n'.join(lines)
 
 
 @HOOKS.register_module()
@@ -183,8 +93,8 @@ class TrainStatusHook(Hook):
 
     def before_train_epoch(self, runner):
         # a resumed epoch starts after the batches trained before
-        self.epoch_start_iter = runner.iter - getattr(runner,
-                                                      'resumed_batches', 0)
+        self.epoch_start_iter = runner.iter - \
+            run_state.resumed_batches(runner)
 
     def before_train_iter(self, runner):
         # Hooks notified after this one may have set a new best after the
@@ -244,7 +154,7 @@ class TrainStatusHook(Hook):
 
     # --------------------------------------------------------------- WHAT
     def _best(self, runner):
-        return best_entries(hook_msgs(runner))
+        return run_state.best_entries(run_state.hook_msgs(runner))
 
     def _epoch_progress(self, runner, iters_done):
         """(samples done, samples total) in the current pass over the
@@ -301,7 +211,7 @@ class TrainStatusHook(Hook):
             loss=self.loss,
             last_eval=self.last_eval,
             best=best,
-            last_ckpt=hook_msgs(runner).get('last_ckpt'),
+            last_ckpt=run_state.last_ckpt(runner),
             resume=self.resume,
             elapsed_s=round(elapsed, 3),
             eta_s=None if eta is None else round(eta, 3),

@@ -23,6 +23,8 @@ from mmcv.runner import RUNNERS, EpochBasedRunner, IterBasedRunner
 from mmcv.runner.iter_based_runner import IterLoader
 from torch.utils.data import DataLoader, IterableDataset
 
+from ..core.state import EpochPosition, PositionedRunner
+
 
 class _NoPauseTime:
     """The ``time`` module as mmcv's epoch-transition code sees it here:
@@ -194,7 +196,7 @@ def replay_states(position, world_size):
 
 
 @RUNNERS.register_module()
-class DavarEpochBasedRunner(EpochBasedRunner):
+class DavarEpochBasedRunner(EpochBasedRunner, PositionedRunner):
     """mmcv's ``EpochBasedRunner`` without the 2 s sleep at the start of
     every train and val epoch, that resumes in the middle of an epoch. Same
     arguments, hooks, checkpoints and logs.
@@ -330,12 +332,10 @@ class DavarIterLoader(IterLoader):
     def position(self, batches_done, world_size):
         """This pass and ``batches_done`` of it, as a checkpoint records
         it (see :func:`davarocr_mmcv.core.progress.checkpoint_meta`)."""
-        position = dict(epoch=self._epoch, batches_done=batches_done,
-                        batches=len(self._dataloader),
-                        world_size=world_size)
-        if world_size == 1:
-            position.update(rng=self.pass_rng, rng_now=rng_state())
-        return position
+        extra = dict(rng=self.pass_rng, rng_now=rng_state()) \
+            if world_size == 1 else {}
+        return EpochPosition(batches_done, len(self._dataloader),
+                             world_size, self._epoch, extra).as_dict()
 
     def resume_at(self, position, world_size):
         """Continue pass ``position['epoch']`` after its first
@@ -353,7 +353,7 @@ class DavarIterLoader(IterLoader):
 
 
 @RUNNERS.register_module()
-class DavarIterBasedRunner(IterBasedRunner):
+class DavarIterBasedRunner(IterBasedRunner, PositionedRunner):
     """mmcv's ``IterBasedRunner`` whose loaders do not sleep 2 s when the
     data loader starts a new epoch, and that continues the interrupted pass
     over the data after a resume. Same arguments, hooks, checkpoints and

@@ -2,6 +2,8 @@
 
     make bench                 # full run, writes bench/results.json
     python bench/run.py --smoke --out /tmp/r.json   # seconds; CI runs this
+    python bench/run.py --only collect   # some steps; the others' figures
+                                         # in --out are kept
 
 Every figure is a ratio against a baseline timed in the same process:
 1. dispatch: per-iteration cost of DavarCheckpointHook + DavarEvalHook on
@@ -12,9 +14,10 @@ Every figure is a ratio against a baseline timed in the same process:
    (target <= 1.05 at 100 and 500 MB); a whole checkpoint save as the hook
    does it against mmcv's runner.save_checkpoint, same runner and model
    (target <= 0.5); the training stall of async_save (target <= 0.25);
-3. collect: multi_gpu_test's collection over 2 gloo processes, through the
-   process group, against mmcv's collect_results_cpu with a tmpdir
-   (targets <= 1.0 at 1k results, <= 0.5 at 100k), and rank 0's peak RSS
+3. collect: multi_gpu_test's collection over 2 gloo processes, on the
+   result shapes toolboxes return (bench/shapes.py), against mmcv's
+   collect_results_cpu, torch's gather_object and the floor (one send of the
+   packed payload + rebuilding on rank 0), with rank 0's peak memory
    (bench/collect.py);
 4. disk: bytes on disk after 20 epochs, lightweight vs general vs mmcv;
 5. memory: peak RSS while saving, against torch.save and mmcv's save.
@@ -334,12 +337,18 @@ def machine():
                 date=time.strftime('%Y-%m-%d %H:%M:%S'))
 
 
+STEPS = ('dispatch', 'save', 'collect', 'disk', 'memory')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--smoke', action='store_true',
                         help='tiny sizes: checks that the scripts run')
     parser.add_argument('--out', default=osp.join(ROOT, 'bench',
                                                   'results.json'))
+    parser.add_argument('--only', nargs='+', choices=STEPS, metavar='STEP',
+                        help=f'run only these steps, of {", ".join(STEPS)}; '
+                             f'the figures of the others in --out are kept')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     # mmcv's runners pause 2 s at each epoch transition; figures here are
@@ -355,14 +364,25 @@ def main(argv=None):
                                                 1 if smoke else 5)),
             ('save', lambda: bench_save(tmp, [1] if smoke else
                                         [10, 100, 500], 1 if smoke else 3)),
-            ('collect', lambda: bench_collect(tmp, [100] if smoke else
-                                              [1000, 10000, 100000])),
+            ('collect', lambda: bench_collect(tmp, smoke)),
             ('disk', lambda: bench_disk(tmp, 3 if smoke else 20)),
             ('memory', lambda: bench_memory(tmp, 5 if smoke else 100)),
         ]
+        # when each step was measured (steps kept by --only keep theirs)
+        results['measured'] = {}
+        if args.only and osp.exists(args.out):
+            with open(args.out) as f:
+                kept = json.load(f)
+            date = kept.get('machine', {}).get('date')
+            results['measured'] = {k: kept.get('measured', {}).get(k, date)
+                                   for k in STEPS if k in kept}
+            results.update((k, v) for k, v in kept.items() if k in STEPS)
         for name, fn in steps:
+            if args.only and name not in args.only:
+                continue
             print(f'[bench] {name} ...', flush=True)
             results[name] = fn()
+            results['measured'][name] = results['machine']['date']
         report(results)
         tmp_out = args.out + '.tmp'
         with open(tmp_out, 'w') as f:
@@ -374,6 +394,10 @@ def main(argv=None):
 
 
 def report(r):
+    if not all(step in r for step in STEPS):
+        for line in collect_rows(r['collect']) if 'collect' in r else []:
+            print(line)
+        return
     d = r['dispatch']
     print('\n| benchmark | davarocr_mmcv | baseline | ratio | target |')
     print('|---|---|---|---|---|')
@@ -407,8 +431,6 @@ def report(r):
         print(f"| async save {row['size_mb']} MB, training stall | "
               f"{row['async_stall_s']:.3f} s | {row['atomic_save_s']:.3f} s "
               f"(sync save) | {row['async_stall_fraction']:.2f} | <= 0.25 |")
-    for line in collect_rows(r['collect']):
-        print(line)
     k = r['disk']
     print(f"| disk after {20 if not r['smoke'] else 3} epochs | "
           f"lightweight {k['lightweight']['bytes'] / 2**20:.1f} MB "
@@ -424,6 +446,8 @@ def report(r):
           f"+{m['mmcv_extra_peak_mb']:.0f} MB (mmcv `save_checkpoint`) | - "
           f"| one extra "
           f"copy, async only |")
+    for line in collect_rows(r['collect']):
+        print(line)
 
 
 if __name__ == '__main__':

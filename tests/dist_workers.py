@@ -213,3 +213,34 @@ def train_with_dist_eval(rank, world_size, root, scores, shared):
 
 __all__ = ['launch', 'collect_order', 'train_with_dist_eval', 'ToyModel',
            'comm_round_trip', 'resume_on_ranks']
+
+
+def comm_drawn_sample(rank, world_size, folder):
+    """gather_lists of rank r's share ``items[r::2]`` of the items pickled
+    in ``folder``, in messages of at most 64 bytes; rank 0 pickles them back
+    in dataset order."""
+    import pickle
+    from davarocr_mmcv.core.comm import gather_lists, interleave
+    with open(os.path.join(folder, 'items.pkl'), 'rb') as f:
+        items = pickle.load(f)
+    parts = gather_lists(items[rank::world_size], chunk_bytes=64)
+    if rank == 0:
+        with open(os.path.join(folder, 'gathered.pkl'), 'wb') as f:
+            pickle.dump(interleave(parts, len(items)), f, protocol=5)
+    else:
+        with open(os.path.join(folder, f'rank{rank}.json'), 'w') as f:
+            json.dump(parts, f)
+
+
+def comm_senders_in_turn(rank, world_size, out):
+    """gather_lists from every rank, ranks holding different counts, in
+    many small messages (dst takes one from each sender in turn); rank 0
+    reports the order it got."""
+    import numpy as np
+    from davarocr_mmcv.core.comm import gather_lists
+    items = [(i, np.full(i % 4, i, np.int32)) for i in range(
+        rank, 30 + 7 * rank, world_size)]
+    parts = gather_lists(items, chunk_bytes=64)
+    if rank == 0:
+        with open(os.path.join(out, 'turns.json'), 'w') as f:
+            json.dump([[[i, a.tolist()] for i, a in p] for p in parts], f)

@@ -262,7 +262,7 @@ else
 fi
 
 step "5/6 install mmcv-full, mmdet 2.28.2, mmcls 0.25.0 and test tools"
-quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet mmcls pytest pytest-timeout
+quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet mmcls pytest pytest-timeout hypothesis
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
 quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"

@@ -1,29 +1,32 @@
 """Moving Python objects between ranks through the process group, arrays
-packed.
+packed (:mod:`.packing`).
 
-Pickling many small numpy arrays (or tensors) one by one is slow, and
-pickling a whole result set at once doubles the memory it takes. Here the
-arrays and CPU tensors of an object are left out of its pickle: each is
-replaced by a reference, its bytes are copied into one contiguous buffer
-per ``chunk_bytes``, and its (buffer, offset, dtype, shape) are pickled
-apart. The receiver rebuilds them as views of the buffers it received, so
-what arrives is stored once. Works with gloo (CPU tensors) and NCCL (the
-current GPU).
+A message is a fixed-size header, the pickle, then the array buffers, one
+tensor each; a list is sent in several messages, so that its receiver
+rebuilds one while the sender packs the next. Works with gloo (CPU
+tensors) and NCCL (the current GPU).
 """
-import contextlib
-import functools
-import gc
-import io
-import pickle
+import time
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-#: Bytes of arrays per buffer; a larger single array gets a buffer alone.
-CHUNK_BYTES = 32 * 2 ** 20
-#: Items pickled between two checks of the chunk size in ``gather_lists``.
-_SLICE = 2048
+from .packing import CHUNK_BYTES, Packer, no_gc, unpack
+
+__all__ = ['CHUNK_BYTES', 'comm_device', 'gather_lists', 'broadcast_object',
+           'interleave']
+
+#: Buffer sizes carried by the fixed-size header of a message; more are
+#: sent in a second tensor.
+_SLOTS = 28
+#: Items packed first, to estimate how long the whole list takes.
+_FIRST_SLICE = 32
+#: A list is sent in about this many messages, so that packing and
+#: rebuilding overlap...
+_MESSAGES = 8
+#: ...each taking at least this long to pack (a message costs a few sends).
+_MIN_MESSAGE_S = 0.002
 
 
 def comm_device():
@@ -31,124 +34,6 @@ def comm_device():
     if dist.get_backend() == 'nccl':
         return torch.device('cuda', torch.cuda.current_device())
     return torch.device('cpu')
-
-
-@contextlib.contextmanager
-def _no_gc():
-    """Pause the cyclic garbage collector: building many small containers
-    triggers collections whose cost grows with the objects alive."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class _Packer(pickle.Pickler):
-    """Pickles objects with their arrays and CPU tensors left out.
-
-    ``persistent_id`` only records each array (cheap: it runs for every
-    object pickled); ``pack`` then lays the arrays out in buffers of about
-    ``chunk_bytes`` and describes each by (buffer, offset, dtype, shape).
-    """
-
-    def __init__(self, chunk_bytes=CHUNK_BYTES):
-        self.file = io.BytesIO()
-        super().__init__(self.file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.chunk_bytes = chunk_bytes
-        self.arrays = []
-        self.tensor_align = {}  # index -> element size, for tensors
-        self.nbytes = 0
-
-    def persistent_id(self, obj):
-        kind = type(obj)
-        if kind is np.ndarray:
-            self.arrays.append(obj)
-            self.nbytes += obj.nbytes
-            return len(self.arrays) - 1
-        if kind is torch.Tensor and obj.device.type == 'cpu' and \
-                obj.layout == torch.strided and not obj.requires_grad and \
-                not obj.is_quantized:
-            index = len(self.arrays)
-            flat = obj.detach().resolve_conj().resolve_neg().contiguous()
-            self.arrays.append(flat.reshape(-1).view(torch.uint8).numpy())
-            self.tensor_align[index] = obj.element_size()
-            self.nbytes += obj.nbytes
-            return (index, str(obj.dtype).rpartition('.')[2], obj.shape)
-        return None
-
-    def size(self):
-        """Bytes pickled so far, arrays included."""
-        return self.file.tell() + self.nbytes
-
-    def pack(self):
-        """Lay the arrays out in buffers.
-
-        Returns:
-            tuple: (skeleton bytes, meta bytes, per-buffer piece lists)
-        """
-        groups, meta, offset = [[]], [], 0
-        align = self.tensor_align
-        for index, array in enumerate(self.arrays):
-            dtype = array.dtype
-            if dtype.hasobject or dtype.fields is not None:
-                meta.append(pickle.dumps(array, pickle.HIGHEST_PROTOCOL))
-                continue
-            if not array.flags.c_contiguous:
-                array = np.ascontiguousarray(array)
-            size = array.nbytes
-            if offset and offset + size > self.chunk_bytes:
-                groups.append([])
-                offset = 0
-            pad = -offset % align.get(index, dtype.alignment)
-            if pad:
-                groups[-1].append(bytes(pad))
-                offset += pad
-            groups[-1].append(array)
-            meta.append((len(groups) - 1, offset, dtype.str, array.shape))
-            offset += size
-        return (self.file.getvalue(),
-                pickle.dumps(meta, pickle.HIGHEST_PROTOCOL), groups)
-
-
-def _join(pieces):
-    """One buffer of the pieces, as a writable uint8 array."""
-    return np.frombuffer(bytearray().join(pieces), dtype=np.uint8)
-
-
-def _rebuild(meta, buffers):
-    """The arrays described by ``meta``, as views of ``buffers``."""
-    arrays = []
-    for entry in meta:
-        if type(entry) is bytes:
-            arrays.append(pickle.loads(entry))
-            continue
-        index, offset, dtype, shape = entry
-        dtype = np.dtype(dtype)
-        count = 1
-        for dim in shape:
-            count *= dim
-        arrays.append(np.frombuffer(buffers[index], dtype, count,
-                                    offset).reshape(shape))
-    return arrays
-
-
-class _Unpacker(pickle.Unpickler):
-    """Reads what ``_Packer`` wrote; arrays are views of the buffers."""
-
-    def __init__(self, skeleton, arrays):
-        self.stream = io.BytesIO(skeleton)
-        super().__init__(self.stream)
-        self.arrays = arrays
-
-    def persistent_load(self, pid):
-        if type(pid) is int:
-            return self.arrays[pid]
-        index, dtype, shape = pid
-        return torch.from_numpy(self.arrays[index]).view(
-            getattr(torch, dtype)).reshape(shape)
 
 
 def _to_wire(array, device):
@@ -161,27 +46,20 @@ def _from_wire(tensor):
         tensor.cpu().numpy()
 
 
-#: Buffer sizes carried by the fixed-size header of a message; more are
-#: sent in a second tensor.
-_SLOTS = 28
-
-
 def _encode(packer, more=False):
-    """A packed object as a message: a fixed-size int64 header (more
-    messages follow, meta length, skeleton length, buffer count, buffer
-    sizes), the meta and skeleton in one piece, then one function per
-    buffer that builds it (so that only one exists at a time)."""
-    skeleton, meta, groups = packer.pack()
-    groups = [g for g in groups if g]
-    sizes = [sum(len(p) if type(p) is bytes else p.nbytes for p in g)
-             for g in groups]
-    header = [int(more), len(meta), len(skeleton), len(sizes)] + \
-        sizes[:_SLOTS] + [0] * (_SLOTS - len(sizes[:_SLOTS]))
-    pieces = [np.array(header, dtype=np.int64)]
+    """The pieces of a message, in sending order: the int64 header (more
+    messages follow, pickle length, buffer count, buffer sizes), extra
+    sizes, the pickle, then one function per buffer that joins it (so that
+    only one joined buffer exists at a time)."""
+    sizes = [b.size for b in packer.buffers]
+    skeleton = np.frombuffer(packer.skeleton(), dtype=np.uint8)
+    head = sizes[:_SLOTS]
+    pieces = [np.array([int(more), skeleton.size, len(sizes)] + head +
+                       [0] * (_SLOTS - len(head)), dtype=np.int64)]
     if len(sizes) > _SLOTS:
         pieces.append(np.array(sizes[_SLOTS:], dtype=np.int64))
-    pieces.append(np.frombuffer(bytearray(meta + skeleton), dtype=np.uint8))
-    pieces += [functools.partial(_join, g) for g in groups]
+    pieces.append(skeleton)
+    pieces += [b.join for b in packer.buffers]
     return pieces
 
 
@@ -198,47 +76,69 @@ def _take(move, device):
     """Receive one message through ``move`` (recv or broadcast).
 
     Returns:
-        tuple: (more messages follow, meta bytes, skeleton bytes, buffers)
+        tuple: (more messages follow, pickle bytes, buffers)
     """
-    header = torch.empty(4 + _SLOTS, dtype=torch.int64, device=device)
+    header = torch.empty(3 + _SLOTS, dtype=torch.int64, device=device)
     move(header)
-    more, meta_len, skel_len, count, *sizes = header.tolist()
+    more, skeleton_len, count, *sizes = header.tolist()
     sizes = sizes[:count]
     if count > _SLOTS:
         extra = torch.empty(count - _SLOTS, dtype=torch.int64, device=device)
         move(extra)
         sizes += extra.tolist()
     arrays = []
-    for size in [meta_len + skel_len] + sizes:
+    for size in [skeleton_len] + sizes:
         wire = torch.empty(size, dtype=torch.uint8, device=device)
         if size:
             move(wire)
         arrays.append(_from_wire(wire))
-    head = arrays[0].tobytes()
-    return bool(more), head[:meta_len], head[meta_len:], arrays[1:]
+    return bool(more), arrays[0].tobytes(), arrays[1:]
 
 
-def _decode(meta, skeleton, buffers, items=False):
-    """The object of a message (or, with ``items``, the concatenation of
-    the lists pickled one after the other in it)."""
-    with _no_gc():
-        unpacker = _Unpacker(skeleton, _rebuild(pickle.loads(meta),
-                                                buffers))
-        if not items:
-            return unpacker.load()
-        out = []
-        while unpacker.stream.tell() < len(skeleton):
-            out.extend(unpacker.load())
-        return out
+def pack_messages(items, chunk_bytes=CHUNK_BYTES):
+    """Pack the list ``items`` in messages, lazily.
+
+    A message ends at ``chunk_bytes`` or after about 1/:data:`_MESSAGES`
+    of the time the whole list takes to pack (estimated on its first
+    items), whichever comes first.
+
+    Yields:
+        Packer: each holding some items, dumped as lists; its attribute
+        ``more`` says whether more messages follow.
+    """
+    start, count = 0, len(items)
+    step, budget = _FIRST_SLICE, None
+    while True:
+        packer = Packer(chunk_bytes)
+        began = time.perf_counter()
+        with no_gc():
+            while start < count:
+                packer.dump(items[start:start + step])
+                start += step
+                if packer.size() >= chunk_bytes:
+                    break
+                spent = time.perf_counter() - began
+                if budget is None:
+                    per_item = spent / step
+                    budget = max(_MIN_MESSAGE_S,
+                                 per_item * count / _MESSAGES)
+                    step = max(1, int(budget / 4 / max(per_item, 1e-9)))
+                if spent >= budget:
+                    break
+        packer.more = start < count
+        yield packer
+        if not packer.more:
+            return
 
 
 def gather_lists(items, dst=0, chunk_bytes=CHUNK_BYTES):
     """Gather the list ``items`` of every rank on rank ``dst``.
 
-    Other ranks send their list in messages of about ``chunk_bytes``, one
-    rank after the other, so ``dst`` holds at most one message beside what
-    it has already rebuilt; the arrays of a message arrive in one buffer
-    and are rebuilt as views of it, so they are stored once.
+    Each other rank sends its list in messages of at most about
+    ``chunk_bytes``; ``dst`` takes one message from each sender in turn and
+    rebuilds it while the senders pack their next, so it holds at most one
+    message beside what it has rebuilt. The arrays of a message are views
+    of the buffers received, so they are stored once.
 
     Returns:
         list[list] | None: one list per rank on ``dst``, None elsewhere.
@@ -248,41 +148,57 @@ def gather_lists(items, dst=0, chunk_bytes=CHUNK_BYTES):
     if rank != dst:
         def send(tensor):
             dist.send(tensor, dst)
-        start = 0
-        while True:
-            packer = _Packer(chunk_bytes)
-            with _no_gc():
-                while start < len(items) and packer.size() < chunk_bytes:
-                    packer.dump(items[start:start + _SLICE])
-                    start += _SLICE
-                message = _encode(packer, more=start < len(items))
+        for packer in pack_messages(items, chunk_bytes):
+            message = _encode(packer, packer.more)
             del packer
             _put(message, send, device)
             del message
-            if start >= len(items):
-                return None
-    parts = []
-    for src in range(world_size):
-        if src == dst:
-            parts.append(items)
-            continue
-
-        def recv(tensor, src=src):
-            dist.recv(tensor, src)
-        part, more = [], True
-        while more:
-            more, meta, skeleton, buffers = _take(recv, device)
-            part.extend(_decode(meta, skeleton, buffers, items=True))
-            del buffers
-        parts.append(part)
+        return None
+    parts = [[] for _ in range(world_size)]
+    parts[dst] = items
+    senders = [src for src in range(world_size) if src != dst]
+    while senders:
+        for src in list(senders):
+            def recv(tensor, src=src):
+                dist.recv(tensor, src)
+            more, skeleton, buffers = _take(recv, device)
+            parts[src] += unpack(skeleton, buffers, items=True)
+            del skeleton, buffers
+            if not more:
+                senders.remove(src)
     return parts
+
+
+def interleave(parts, size):
+    """Put per-rank results back in dataset order.
+
+    Rank r holds samples r, r + n, r + 2n, ... of the (padded) sampler
+    order; ranks may hold different counts. Padding is dropped by ``size``.
+    """
+    lengths = [len(p) for p in parts]
+    if not parts:
+        return []
+    if lengths == sorted(lengths, reverse=True) and \
+            lengths[0] - lengths[-1] <= 1:
+        # as a sampler shares them: strided slices take each rank's part
+        ordered = [None] * sum(lengths)
+        for rank, part in enumerate(parts):
+            ordered[rank::len(parts)] = part
+        del ordered[size:]
+        return ordered
+    ordered = []
+    for i in range(max(lengths)):
+        for part in parts:
+            if i < len(part):
+                ordered.append(part[i])
+    return ordered[:size]
 
 
 # ------------------------------------------------------------ broadcast
 def broadcast_object(obj=None, src=0, chunk_bytes=CHUNK_BYTES):
-    """Send ``obj`` from rank ``src`` to every rank, its arrays and CPU
-    tensors packed in buffers of about ``chunk_bytes`` (built one at a time
-    on ``src``). Tensors arrive on the CPU.
+    """Send ``obj`` from rank ``src`` to every rank, the data of its arrays
+    and CPU tensors packed in buffers of about ``chunk_bytes`` (joined one
+    at a time on ``src``). CPU tensors arrive on the CPU.
 
     Returns:
         the object, on every rank (``obj`` itself on ``src``).
@@ -292,12 +208,12 @@ def broadcast_object(obj=None, src=0, chunk_bytes=CHUNK_BYTES):
     def move(tensor):
         dist.broadcast(tensor, src)
     if dist.get_rank() == src:
-        packer = _Packer(chunk_bytes)
-        with _no_gc():
+        packer = Packer(chunk_bytes)
+        with no_gc():
             packer.dump(obj)
-            message = _encode(packer)
+        message = _encode(packer)
         del packer
         _put(message, move, device)
         return obj
-    _, meta, skeleton, buffers = _take(move, device)
-    return _decode(meta, skeleton, buffers)
+    _, skeleton, buffers = _take(move, device)
+    return unpack(skeleton, buffers)

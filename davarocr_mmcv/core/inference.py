@@ -15,7 +15,7 @@ from mmcv.runner import get_dist_info
 from ..constants import MODEL_TYPES
 from ..utils.checks import check_choice
 from ..utils.progressbar import DavarProgressBar
-from .comm import gather_lists
+from .comm import gather_lists, interleave
 from .filegather import collect_results_files
 
 
@@ -192,18 +192,3 @@ def collect_results(results, size, tmpdir=None, gpu_collect=False):
     else:
         parts = collect_results_files(results, tmpdir)
     return None if parts is None else interleave(parts, size)
-
-
-def interleave(parts, size):
-    """Put per-rank results back in dataset order.
-
-    Rank r holds samples r, r + n, r + 2n, ... of the (padded) sampler
-    order; ranks may hold different counts. Padding is dropped by ``size``.
-    """
-    ordered = []
-    longest = max((len(p) for p in parts), default=0)
-    for i in range(longest):
-        for part in parts:
-            if i < len(part):
-                ordered.append(part[i])
-    return ordered[:size]

@@ -119,7 +119,7 @@ def main(argv=None):
                  f'(model.show_result); this model type is {model_type}')
 
     # a type is found in every loaded registry: the one the top-level
-    # type names, then the imported toolboxes', then mmdet's (apis/builder)
+    # type names, then the imported toolboxes', then mmdet's (apis/resolve.py)
     resolver = Resolver.of(cfg)
     dataset, loader = build_eval_loader(cfg, args.split, distributed,
                                         resolver)

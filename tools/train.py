@@ -116,7 +116,7 @@ def main(argv=None):
     cfg.seed = seed
 
     # a type is found in every loaded registry: the one the top-level
-    # type names, then the imported toolboxes', then mmdet's (apis/builder)
+    # type names, then the imported toolboxes', then mmdet's (apis/resolve.py)
     resolver = Resolver.of(cfg)
     train_cfg, _ = split_settings(cfg.data, 'train')
     model = build_model(cfg.model, train_cfg=cfg.get('train_cfg'),

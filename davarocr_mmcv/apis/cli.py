@@ -12,8 +12,9 @@ from mmcv import Config, DictAction
 from mmcv.runner import get_dist_info
 
 from ..version import add_version_option
-from .resolve import import_custom_modules
+from .data import WRAPPED_KEYS
 from .dist import LAUNCHERS, init_dist
+from .resolve import import_custom_modules
 
 #: how to use N devices, per tool: one process each
 DIST_COMMANDS = {'train': 'bash tools/dist_train.sh CONFIG {n}',
@@ -216,7 +217,7 @@ def apply_mc_config(cfg, path):
                 if steps and isinstance(steps[0], dict):
                     steps[0].update(file_client_args=args)
                     given += 1
-            todo.extend(node[k] for k in ('dataset', 'datasets') if k in node)
+            todo.extend(node[k] for k in WRAPPED_KEYS if k in node)
     if not given:
         raise ValueError(f'--mc-config {path}: data.train has no pipeline '
                          'whose first step loads the images; give the '

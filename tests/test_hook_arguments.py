@@ -24,11 +24,13 @@ KNOWN_METRICS = ['accuracy', 'hmean', 'NED', 'loss', 'bbox_mAP']
 NOT_A_BOOL = st.one_of(st.text(), st.integers(), st.none(),
                        st.sampled_from(['yes', 'no', 'True', 'false']))
 BOOL = (st.booleans(), [(NOT_A_BOOL, TypeError)])
-NOT_AN_INT = st.one_of(st.text(), st.booleans(), st.none(), st.floats(),
+NOT_AN_INT = st.one_of(st.text(), st.booleans(), st.floats(),
                        st.lists(st.integers(), max_size=2))
 POSITIVE = (st.integers(1, 10 ** 6),
-            [(NOT_AN_INT, TypeError), (st.integers(-100, 0), ValueError)])
-ANY_INT = (st.integers(-10 ** 6, 10 ** 6), [(NOT_AN_INT, TypeError)])
+            [(st.one_of(NOT_AN_INT, st.none()), TypeError),
+             (st.integers(-100, 0), ValueError)])
+ANY_INT = (st.integers(-10 ** 6, 10 ** 6),
+           [(st.one_of(NOT_AN_INT, st.none()), TypeError)])
 NAMES = st.text(min_size=1, max_size=8)
 NAMES_OR_LIST = (st.one_of(st.none(), NAMES, st.lists(NAMES, max_size=3)),
                  [(st.one_of(st.integers(), st.booleans(),

@@ -36,6 +36,12 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _keys(names):
+    """``greater_keys`` / ``less_keys`` as mmcv takes them: None, or a list
+    (mmcv 1.7.1 fails on a single ``less_keys`` name)."""
+    return None if names is None else _as_list(names)
+
+
 def _one_or_list(kind, text):
     """``kind``, or a list or tuple of values of ``kind``."""
     def of_type(value):
@@ -53,7 +59,7 @@ SAVE_BEST = _one_or_list(
     Kind('a metric name', lambda v: isinstance(v, str),
          lambda v: None if v else 'must not be an empty name',
          type_error=AssertedTypeError),
-    'a metric name, a list of them, "auto" or None').or_none()
+    'a metric name, a list of them, "auto"').or_none()
 
 #: What each argument accepts (:mod:`davarocr_mmcv.utils.checks`), checked
 #: when the hook is built; ``metric`` is ``dataset.evaluate``'s (mmdet's,
@@ -234,8 +240,9 @@ class DavarEvalHook(EvalHook, state.Evaluator):
                                         model_type=model_type)
         super().__init__(dataloader, start=start, interval=interval,
                          by_epoch=bool(by_epoch), save_best=None, rule=None,
-                         test_fn=test_fn, greater_keys=greater_keys,
-                         less_keys=less_keys, out_dir=out_dir,
+                         test_fn=test_fn,
+                         greater_keys=_keys(greater_keys),
+                         less_keys=_keys(less_keys), out_dir=out_dir,
                          file_client_args=file_client_args, **eval_kwargs)
         self.model_type = model_type
         self.by_iter = by_iter

@@ -7,6 +7,7 @@ import torch.distributed as dist
 from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
 from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 from ..constants import MODEL_TYPES
 from ..core import state
@@ -53,6 +54,9 @@ def _one_or_list(kind, text):
     return Kind(text, of_type, problem, kind.type_error, kind.value_error)
 
 
+#: A pytorch DataLoader, checked first, as mmcv does.
+LOADER = Kind('a pytorch DataLoader', lambda v: isinstance(v, DataLoader))
+
 #: What ``save_best`` accepts: a TypeError for another type that is also
 #: the AssertionError mmcv raises.
 SAVE_BEST = _one_or_list(
@@ -68,7 +72,7 @@ SAVE_BEST = _one_or_list(
 #: mmcv 1.7.1 asserts a type (``by_epoch``, ``save_best``, the keys), the
 #: TypeError is also an AssertionError.
 ARGUMENTS = dict(
-    model_type=one_of(MODEL_TYPES), start=NONNEGATIVE_INT.or_none(),
+    dataloader=LOADER, model_type=one_of(MODEL_TYPES), start=NONNEGATIVE_INT.or_none(),
     start_iter=fraction().or_none(), interval=POSITIVE_INT,
     iter_interval=INT, eval_mode=one_of(EVAL_MODES),
     by_epoch=BOOL.raising(AssertedTypeError), by_iter=BOOL,
@@ -82,7 +86,7 @@ ARGUMENTS = dict(
 #: DavarDistEvalHook's own arguments, as mmcv's DistEvalHook takes them
 #: (DavarEvalHook's __init__ checks the others).
 DIST_ARGUMENTS = dict(
-    broadcast_bn_buffer=BOOL, tmpdir=PATH.or_none(), gpu_collect=BOOL,
+    dataloader=LOADER, broadcast_bn_buffer=BOOL, tmpdir=PATH.or_none(), gpu_collect=BOOL,
     test_fn=ARGUMENTS['test_fn'], model_type=ARGUMENTS['model_type'])
 
 

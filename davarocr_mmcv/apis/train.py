@@ -1,7 +1,6 @@
 """train_model: DavarOCR's training entry, for mmcv-full 1.7.1 / mmdet 2.28."""
 import copy
 import difflib
-import inspect
 from typing import NamedTuple
 
 from mmcv.runner import (HOOKS, RUNNERS, BaseRunner, DistEvalHook,

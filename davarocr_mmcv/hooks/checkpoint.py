@@ -188,8 +188,8 @@ class DavarCheckpointHook(CheckpointHook, state.ResumableSaver,
             try:
                 rule = infer_rule(metric, rule, _names(greater_keys),
                                   _names(less_keys))
-            except ValueError as exc:
-                raise ValueError(f'{owner}: {exc}') from None
+            except ValueError as exc:  # its type kept
+                raise type(exc)(f'{owner}: {exc}') from None
             self.tracker = BestTracker(metric, rule, init_metric)
 
         super().__init__(interval=interval, by_epoch=by_epoch,

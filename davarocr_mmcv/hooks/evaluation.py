@@ -18,10 +18,11 @@ from ..core.metrics import (GREATER_KEYS, LESS_KEYS, RULE, BestTracker,
 from ..core.observe import evaluation_point, observe_evaluations
 from ..core.progress import is_iter_based
 from ..serialization import to_plain
-from ..utils.checks import (BOOL, CALLABLE, DICT, INT, NAMES, NONNEGATIVE_INT,
-                            PATH, POSITIVE_INT, AssertedTypeError, Kind,
-                            argument_names, check_positive_int, checked,
-                            fraction, near_miss, one_of, unknown_names)
+from ..utils.checks import (BOOL, CALLABLE, DICT, INT, NAMES,
+                            NONNEGATIVE_INT, PATH, POSITIVE_INT,
+                            AssertedTypeError, Kind, argument_names,
+                            check_positive_int, checked, fraction, near_miss,
+                            one_of, one_or_list, unknown_names)
 
 EVAL_MODES = ('general', 'lightweight')
 #: mmcv 1.7.1's warning, word for word, for an evaluation that returns
@@ -43,23 +44,12 @@ def _keys(names):
     return None if names is None else _as_list(names)
 
 
-def _one_or_list(kind, text):
-    """``kind``, or a list or tuple of values of ``kind``."""
-    def of_type(value):
-        return value is not None and \
-            all(kind.of_type(v) for v in _as_list(value))
-
-    def problem(value):
-        return next(filter(None, map(kind.problem, _as_list(value))), None)
-    return Kind(text, of_type, problem, kind.type_error, kind.value_error)
-
-
 #: A pytorch DataLoader, checked first, as mmcv does.
 LOADER = Kind('a pytorch DataLoader', lambda v: isinstance(v, DataLoader))
 
 #: What ``save_best`` accepts: a TypeError for another type that is also
 #: the AssertionError mmcv raises.
-SAVE_BEST = _one_or_list(
+SAVE_BEST = one_or_list(
     Kind('a metric name', lambda v: isinstance(v, str),
          lambda v: None if v else 'must not be an empty name',
          type_error=AssertedTypeError),
@@ -72,12 +62,13 @@ SAVE_BEST = _one_or_list(
 #: mmcv 1.7.1 asserts a type (``by_epoch``, ``save_best``, the keys), the
 #: TypeError is also an AssertionError.
 ARGUMENTS = dict(
-    dataloader=LOADER, model_type=one_of(MODEL_TYPES), start=NONNEGATIVE_INT.or_none(),
-    start_iter=fraction().or_none(), interval=POSITIVE_INT,
+    dataloader=LOADER, model_type=one_of(MODEL_TYPES),
+    start=NONNEGATIVE_INT.or_none(), start_iter=fraction().or_none(),
+    interval=POSITIVE_INT,
     iter_interval=INT, eval_mode=one_of(EVAL_MODES),
     by_epoch=BOOL.raising(AssertedTypeError), by_iter=BOOL,
     save_best=SAVE_BEST,
-    rule=_one_or_list(RULE, f'{RULE.text}, or a list of them').or_none(),
+    rule=one_or_list(RULE, f'{RULE.text}, or a list of them').or_none(),
     eval_before_train=BOOL, test_fn=CALLABLE.or_none(),
     greater_keys=NAMES.raising(AssertedTypeError).or_none(),
     less_keys=NAMES.raising(AssertedTypeError).or_none(),
@@ -86,8 +77,9 @@ ARGUMENTS = dict(
 #: DavarDistEvalHook's own arguments, as mmcv's DistEvalHook takes them
 #: (DavarEvalHook's __init__ checks the others).
 DIST_ARGUMENTS = dict(
-    dataloader=LOADER, broadcast_bn_buffer=BOOL, tmpdir=PATH.or_none(), gpu_collect=BOOL,
-    test_fn=ARGUMENTS['test_fn'], model_type=ARGUMENTS['model_type'])
+    dataloader=LOADER, broadcast_bn_buffer=BOOL, tmpdir=PATH.or_none(),
+    gpu_collect=BOOL, test_fn=ARGUMENTS['test_fn'],
+    model_type=ARGUMENTS['model_type'])
 
 
 def check_evaluate_keys(hook_cls, evaluate, eval_kwargs, dataset_name):
@@ -278,8 +270,8 @@ class DavarEvalHook(EvalHook, state.Evaluator):
                             suffix=f'_{key}' if several else '')
                 for key in keys
             ]
-        except ValueError as exc:
-            raise ValueError(f'{type(self).__name__}: {exc}') from None
+        except ValueError as exc:  # its type kept (mmcv's KeyError too)
+            raise type(exc)(f'{type(self).__name__}: {exc}') from None
         if self.trackers:  # mmcv's attributes, for code that reads them
             self.key_indicator = self.trackers[0].metric
             self.rule = self.trackers[0].rule

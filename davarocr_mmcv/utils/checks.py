@@ -135,6 +135,22 @@ DICT = Kind('a dict', lambda v: isinstance(v, dict))
 CALLABLE = Kind('a callable', callable)
 
 
+def _one_or_many(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def one_or_list(kind, text):
+    """A value of ``kind``, or a list or tuple of them (not None)."""
+    def of_type(value):
+        return value is not None and \
+            all(kind.of_type(v) for v in _one_or_many(value))
+
+    def problem(value):
+        return next(filter(None, map(kind.problem or (lambda v: None),
+                                     _one_or_many(value))), None)
+    return Kind(text, of_type, problem, kind.type_error, kind.value_error)
+
+
 def fraction(high_open=False):
     """A number in [0, 1], or [0, 1) with ``high_open``."""
     text = f'a fraction in [0, 1{")" if high_open else "]"}'

@@ -323,7 +323,17 @@ BAD_ARGS = [
     (dict(by_iter=True, iter_interval=2, filename_tmpl='x{}.pth',
           iter_filename_tmpl='x{}.pth'), r'must differ'),
     (dict(on_save_error='ignore'), r"on_save_error must be one of"),
-    (dict(init_metric='0'), r'init_metric must be a number'),
+]
+# a value of the wrong type: TypeError (issue 29)
+BAD_TYPES = [
+    (dict(init_metric='0'), r"DavarCheckpointHook: init_metric must be a "
+     r"number \(int or float\) or None, got '0' \(str\)"),
+    (dict(by_epoch='yes'), r'by_epoch must be True or False'),
+    (dict(interval='a'), r"interval must be an int, got 'a' \(str\)"),
+    (dict(max_keep_ckpts=2.5), r'max_keep_ckpts must be an int'),
+    (dict(model_milestone='half'), r'model_milestone must be a fraction'),
+    (dict(save_mode=1), r"save_mode must be one of \('general', "),
+    (dict(filename_tmpl=3), r'filename_tmpl must be a str'),
 ]
 
 
@@ -331,6 +341,13 @@ BAD_ARGS = [
 def test_bad_arguments_fail_at_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DavarCheckpointHook(**kwargs)
+
+
+@pytest.mark.parametrize('kwargs,message', BAD_TYPES)
+def test_bad_types_fail_at_construction(kwargs, message):
+    with pytest.raises(TypeError, match=message) as info:
+        DavarCheckpointHook(**kwargs)
+    assert not isinstance(info.value, ValueError)
 
 
 def test_davarocr_config_builds_unchanged():

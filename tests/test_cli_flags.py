@@ -309,6 +309,68 @@ def test_options_with_cfg_options_stops_before_training(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+# issue 29: one wrong value at a time, as --cfg-options gives it
+BAD_SETTINGS = [
+    ('checkpoint_config.by_epoch=yes', 'TypeError: DavarCheckpointHook: '
+     "by_epoch must be True or False (a bool), got 'yes' (str)"),
+    ('evaluation.save_bets=accuracy', "TypeError: DavarEvalHook: "
+     "'save_bets' (did you mean 'save_best'?) is not an argument of the "
+     'hook; it would go to ToyTextDataset.evaluate'),
+    ('evaluation.interval=a', 'TypeError: DavarEvalHook: interval must be '
+     "a positive int, got 'a' (str)"),
+    ('evaluation.metric=3', 'TypeError: DavarEvalHook: metric must be a str '
+     'or a list of str or None, got 3 (int)'),
+    ('runner.max_epochs=x', 'TypeError: runner.max_epochs must be a positive '
+     "int, got 'x' (str)"),
+    ('runner.type=EpochRunner', "ValueError: runner.type must be a "
+     "registered runner type, one of ["),
+]
+
+
+def used_work_dir(tmp_path):
+    """A work_dir a training left: a checkpoint, a log, the config."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    for name, text in (('latest_model.pth', 'weights'), ('a.log', 'log'),
+                       ('crnn_lightweight.py', 'config')):
+        (work / name).write_text(text)
+    return work
+
+
+def contents(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob('*')}
+
+
+@pytest.mark.parametrize('option,message', BAD_SETTINGS,
+                         ids=[o for o, _ in BAD_SETTINGS])
+def test_a_wrong_setting_stops_train_py_before_anything(
+        tmp_path, monkeypatch, option, message):
+    """tools/train.py on the recognition demo, one wrong --cfg-options
+    value: it stops before anything is built, with one line naming the
+    setting, and leaves the work_dir as it was."""
+    work = used_work_dir(tmp_path)
+    before = contents(work)
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as info:
+        train_tool.main([RECOGNITION, '--work-dir', str(work),
+                         '--cfg-options', option])
+    assert str(info.value.code).startswith(f'error: {message}')
+    assert contents(work) == before
+
+
+def test_a_wrong_setting_from_the_command_line(tmp_path):
+    work = used_work_dir(tmp_path)
+    before = contents(work)
+    code, out = run('tools/train.py', RECOGNITION, '--work-dir', str(work),
+                    '--cfg-options', 'checkpoint_config.by_epoch=yes',
+                    timeout=120)
+    assert code == 1, out
+    assert out.strip().splitlines()[-1] == f'error: {BAD_SETTINGS[0][1]}'
+    assert 'Traceback' not in out and 'Epoch [' not in out
+    assert contents(work) == before
+
+
 def test_torch_distributed_launch_line_of_davarocr_and_mmdet(tmp_path):
     """DavarOCR's demo dist_train.sh and mmdet 2.x's tools/dist_train.sh:
     python -m torch.distributed.launch ... tools/train.py CONFIG

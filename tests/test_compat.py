@@ -294,12 +294,12 @@ def test_evaluation_before_training_on_resume(tmp_path, eval_before_train):
 
 BAD = [
     (dict(save_best=True), AssertionError, r'save_best must be a metric '
-     r'name, a list of them, "auto" or None; got True'),
-    (dict(interval=-1), ValueError, r'interval must be a positive number'),
-    (dict(start=-2), ValueError, r'start epoch -2 is smaller than 0'),
+     r'name, a list of them, "auto" or None, got True'),
+    (dict(interval=-1), ValueError, r'interval must be a positive int'),
+    (dict(start=-2), ValueError, r'start must be an int >= 0, got -2'),
     (dict(save_best='accuracy', rule='bigger'), KeyError,
      r"rule must be one of \('greater', 'less'\), None, or \('lower',\) "
-     r"\(DavarOCR's spelling of less\); got 'bigger'"),
+     r"\(DavarOCR's spelling of less\), got 'bigger'"),
 ]
 
 

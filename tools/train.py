@@ -24,6 +24,7 @@ from davarocr_mmcv.apis.cli import (add_run_options,  # noqa: E402
                                     make_parser, start_run)
 from davarocr_mmcv.apis.data import split_settings  # noqa: E402
 from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
+from davarocr_mmcv.apis.train import check_training_config  # noqa: E402
 from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE,  # noqa: E402
                                         Preempted)
 from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402
@@ -94,6 +95,14 @@ def main(argv=None):
                           'base_batch_size (the total batch its optimizer.lr '
                           'is for), so the LR is not scaled; give it with '
                           '--cfg-options auto_scale_lr.base_batch_size=N')
+    # the runner section and the hooks' arguments, before the work_dir is
+    # touched or a process group joined; the message names the setting
+    try:
+        check_training_config(cfg, validate=args.validate,
+                              distributed=args.launcher != 'none')
+    except (KeyError, TypeError, ValueError) as exc:
+        text = exc.args[0] if len(exc.args) == 1 else exc
+        sys.exit(f'error: {type(exc).__name__}: {text}')
     distributed, rank = start_run(args, cfg, 'train')
 
     mmcv.mkdir_or_exist(osp.abspath(cfg.work_dir))

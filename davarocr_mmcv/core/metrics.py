@@ -5,6 +5,7 @@ from numbers import Real
 from typing import NamedTuple
 
 from ..serialization import to_plain
+from ..utils.checks import KeyedValueError, Kind
 from . import state
 from .state import hook_msgs, notify  # noqa: F401  (their old home)
 
@@ -25,19 +26,29 @@ GREATER_KEYS = (
 LESS_KEYS = ('NED', 'loss', 'cer', 'wer', 'edit_distance', 'error')
 
 
+#: What a ``rule`` argument accepts (see :mod:`davarocr_mmcv.utils.checks`):
+#: a TypeError for a value that is not a str; for another name a
+#: ValueError that is also the KeyError mmcv raises.
+RULE = Kind(f"one of {RULES}, or {tuple(RULE_ALIASES)} (DavarOCR's "
+            'spelling of less)', lambda v: isinstance(v, str),
+            lambda v: None if v in RULES or v in RULE_ALIASES else
+            f"must be one of {RULES}, None, or {tuple(RULE_ALIASES)} "
+            "(DavarOCR's spelling of less)",
+            value_error=KeyedValueError)
+
+
 def check_rule(rule, arg='rule'):
     """``rule`` as 'greater', 'less' or None ('lower' is 'less').
 
     Raises:
-        KeyError: for any other value, as mmcv's EvalHook does.
+        TypeError: a rule that is not a str.
+        ValueError: for any other name; also a KeyError, as mmcv's
+            EvalHook raises.
     """
-    if isinstance(rule, str) and rule in RULE_ALIASES:
-        return RULE_ALIASES[rule]
-    if rule is not None and rule not in RULES:
-        raise KeyError(f'{arg} must be one of {RULES}, None, or '
-                       f'{tuple(RULE_ALIASES)} (DavarOCR\'s spelling of '
-                       f'less); got {rule!r}')
-    return rule
+    if rule is None:
+        return None
+    RULE.check(None, arg, rule)
+    return RULE_ALIASES.get(rule, rule)
 
 
 def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule',
@@ -52,8 +63,8 @@ def infer_rule(key, rule=None, greater_keys=(), less_keys=(), arg='rule',
     ``defaults=False`` (mmcv's EvalHook, whose lists start as the defaults).
 
     Raises:
-        KeyError: for an unknown ``rule``.
-        ValueError: for a key whose rule cannot be inferred.
+        ValueError: for an unknown ``rule`` (:func:`check_rule`), and for a
+            key whose rule cannot be inferred.
     """
     rule = check_rule(rule, arg)
     if rule is not None:

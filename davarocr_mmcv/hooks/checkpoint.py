@@ -1,7 +1,6 @@
 """DavarCheckpointHook: DavarOCR's checkpoint hook for mmcv-full 1.7.1."""
 import inspect
 import os.path as osp
-from numbers import Real
 
 import torch.distributed as dist
 from mmcv.runner import HOOKS, CheckpointHook, get_dist_info
@@ -10,16 +9,39 @@ from ..constants import (BEST_CKPT_NAME, EPOCH_TMPL, ITER_TMPL,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from ..core import state
 from ..core.best import BestKeeper, Ledger
-from ..core.metrics import BestTracker, infer_rule
+from ..core.metrics import RULE, BestTracker, infer_rule
 from ..core.observe import evaluates_at, is_eval_hook, observe_evaluations
 from ..core.progress import current_point, is_iter_based, max_steps
 from ..core.writer import ON_ERROR, run_writer, save_step
-from ..utils.checks import (check_choice, check_filename_tmpl, check_inside,
-                            check_positive_int, unknown_names)
+from ..utils.checks import (BOOL, DICT, FILE_NAME, FILENAME_TMPL, INT,
+                            NAME, NAME_LIST, NAMES, NUMBER, PATH, checked,
+                            check_positive_int, fraction, one_of,
+                            unknown_names)
 
 SAVE_MODES = ('general', 'lightweight')
 #: Arguments mmcv's CheckpointHook passes on to ``runner.save_checkpoint``.
 SAVE_CHECKPOINT_ARGS = ('create_symlink', 'meta')
+
+#: What each argument accepts (:mod:`davarocr_mmcv.utils.checks`), checked
+#: when the hook is built. Ranges that depend on another argument (an
+#: interval is positive when its schedule is on) are checked in __init__.
+ARGUMENTS = dict(
+    interval=INT, iter_interval=INT, by_epoch=BOOL, by_iter=BOOL,
+    metric=NAME.or_none(), rule=RULE.or_none(), init_metric=NUMBER.or_none(),
+    save_optimizer=BOOL, out_dir=PATH.or_none(), save_mode=one_of(SAVE_MODES),
+    model_milestone=fraction(high_open=True), max_keep_ckpts=INT,
+    save_last=BOOL, sync_buffer=BOOL, filename_tmpl=FILENAME_TMPL.or_none(),
+    iter_filename_tmpl=FILENAME_TMPL, best_filename=FILE_NAME,
+    latest_filename=FILE_NAME, on_save_error=one_of(ON_ERROR),
+    async_save=BOOL, publish=BOOL, published_keys=NAME_LIST,
+    greater_keys=NAMES.or_none(), less_keys=NAMES.or_none(),
+    file_client_args=DICT.or_none(), create_symlink=BOOL,
+    meta=DICT.or_none())
+
+
+def _names(value):
+    """A name or a list of names (or None) as a list."""
+    return [value] if isinstance(value, str) else list(value or ())
 
 
 def sync_buffers(model):
@@ -96,8 +118,15 @@ class DavarCheckpointHook(CheckpointHook, state.ResumableSaver,
             inference.
         **kwargs: mmcv CheckpointHook arguments (``create_symlink``,
             ``file_client_args``).
+
+    Every argument is checked when the hook is built (:data:`ARGUMENTS`):
+    a TypeError for a value of the wrong type ('yes' is not a bool), a
+    ValueError for a value out of range; each names the hook, the argument,
+    the value and what is accepted. An unknown argument is a TypeError
+    that suggests the closest name.
     """
 
+    @checked(ARGUMENTS)
     def __init__(self,
                  interval=1,
                  iter_interval=-1,
@@ -126,54 +155,42 @@ class DavarCheckpointHook(CheckpointHook, state.ResumableSaver,
                  file_client_args=None,
                  **kwargs):
         self._check_unknown(kwargs)
-        check_choice(save_mode, SAVE_MODES, 'save_mode')
-        check_choice(on_save_error, ON_ERROR, 'on_save_error')
-        if isinstance(model_milestone, bool) or \
-                not isinstance(model_milestone, Real) or \
-                not 0 <= model_milestone < 1:
-            raise ValueError('model_milestone must be a fraction of training '
-                             f'in [0, 1), got {model_milestone!r}')
-        if init_metric is not None and (isinstance(init_metric, bool) or
-                                        not isinstance(init_metric, Real)):
-            raise ValueError('init_metric must be a number or None, '
-                             f'got {init_metric!r}')
-        if isinstance(max_keep_ckpts, bool) or \
-                not isinstance(max_keep_ckpts, int):
-            raise ValueError('max_keep_ckpts must be an int (<= 0 keeps all), '
-                             f'got {max_keep_ckpts!r}')
+        owner = type(self).__name__
         # Both flags off is mmcv's by_epoch=False: ``interval`` iterations.
         if not by_epoch and not by_iter:
+            check_positive_int(interval, f'{owner}: interval',
+                               'when by_epoch and by_iter are False (it '
+                               'counts iterations, as in mmcv)')
             by_iter, iter_interval = True, interval
         self.intervals = dict(
-            epoch=check_positive_int(interval, 'interval') if by_epoch else None,
-            iter=check_positive_int(iter_interval, 'iter_interval')
+            epoch=check_positive_int(interval, f'{owner}: interval',
+                                     'when by_epoch=True')
+            if by_epoch else None,
+            iter=check_positive_int(iter_interval, f'{owner}: iter_interval',
+                                    'when by_iter=True')
             if by_iter else None)
-        epoch_tmpl = check_filename_tmpl(filename_tmpl or EPOCH_TMPL)
-        iter_tmpl = check_filename_tmpl(
-            filename_tmpl if filename_tmpl and not by_epoch
-            else iter_filename_tmpl, 'iter_filename_tmpl')
+        epoch_tmpl = filename_tmpl or EPOCH_TMPL
+        iter_tmpl = filename_tmpl if filename_tmpl and not by_epoch \
+            else iter_filename_tmpl
         if by_epoch and by_iter and epoch_tmpl == iter_tmpl:
             raise ValueError(
-                'filename_tmpl and iter_filename_tmpl must differ when saving '
-                f'by epoch and by iteration, both are {epoch_tmpl!r}')
+                f'{owner}: filename_tmpl and iter_filename_tmpl must differ '
+                'when saving by epoch and by iteration, both are '
+                f'{epoch_tmpl!r}')
         self.filename_tmpls = dict(epoch=epoch_tmpl, iter=iter_tmpl)
-        for arg, name in (('best_filename', best_filename),
-                          ('latest_filename', latest_filename)):
-            if not isinstance(name, str) or not name:
-                raise ValueError(f'{arg} must be a file name, got {name!r}')
-            check_inside(name, arg)
 
         self.tracker = None
         if save_mode == 'lightweight':
-            if not isinstance(metric, str) or not metric:
-                raise ValueError('metric must name the evaluation metric '
-                                 'that ranks checkpoints in lightweight '
-                                 f'mode, got {metric!r}')
-            self.tracker = BestTracker(
-                metric, infer_rule(metric, rule, greater_keys or (),
-                                   less_keys or ()), init_metric)
-        elif rule is not None:
-            infer_rule(metric or '', rule)  # validates the value
+            if metric is None:
+                raise ValueError(f'{owner}: metric must name the evaluation '
+                                 'metric that ranks checkpoints in '
+                                 "save_mode='lightweight', got None")
+            try:
+                rule = infer_rule(metric, rule, _names(greater_keys),
+                                  _names(less_keys))
+            except ValueError as exc:  # its type kept
+                raise type(exc)(f'{owner}: {exc}') from None
+            self.tracker = BestTracker(metric, rule, init_metric)
 
         super().__init__(interval=interval, by_epoch=by_epoch,
                          save_optimizer=save_optimizer, out_dir=out_dir,

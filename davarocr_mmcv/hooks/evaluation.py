@@ -7,17 +7,22 @@ import torch.distributed as dist
 from mmcv.runner import HOOKS, DistEvalHook, EvalHook, get_dist_info
 from mmcv.runner.hooks import IterTimerHook, LoggerHook
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 from ..constants import MODEL_TYPES
 from ..core import state
 from ..core.best import BestKeeper, Ledger
 from ..core.inference import multi_gpu_test, single_gpu_test
-from ..core.metrics import (GREATER_KEYS, LESS_KEYS, BestTracker, check_rule,
-                            infer_rule, metric_value)
+from ..core.metrics import (GREATER_KEYS, LESS_KEYS, RULE, BestTracker,
+                            check_rule, infer_rule, metric_value)
 from ..core.observe import evaluation_point, observe_evaluations
 from ..core.progress import is_iter_based
 from ..serialization import to_plain
-from ..utils.checks import check_choice, check_positive_int, unknown_names
+from ..utils.checks import (BOOL, CALLABLE, DICT, INT, NAMES,
+                            NONNEGATIVE_INT, PATH, POSITIVE_INT,
+                            AssertedTypeError, Kind, argument_names,
+                            check_positive_int, checked, fraction, near_miss,
+                            one_of, one_or_list, unknown_names)
 
 EVAL_MODES = ('general', 'lightweight')
 #: mmcv 1.7.1's warning, word for word, for an evaluation that returns
@@ -31,6 +36,102 @@ def _as_list(value):
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _keys(names):
+    """``greater_keys`` / ``less_keys`` as mmcv takes them: None, or a list
+    (mmcv 1.7.1 fails on a single ``less_keys`` name)."""
+    return None if names is None else _as_list(names)
+
+
+#: A pytorch DataLoader, checked first, as mmcv does.
+LOADER = Kind('a pytorch DataLoader', lambda v: isinstance(v, DataLoader))
+
+#: What ``save_best`` accepts: a TypeError for another type that is also
+#: the AssertionError mmcv raises.
+SAVE_BEST = one_or_list(
+    Kind('a metric name', lambda v: isinstance(v, str),
+         lambda v: None if v else 'must not be an empty name',
+         type_error=AssertedTypeError),
+    'a metric name, a list of them, "auto"').or_none()
+
+#: What each argument accepts (:mod:`davarocr_mmcv.utils.checks`), checked
+#: when the hook is built; ``metric`` is ``dataset.evaluate``'s (mmdet's,
+#: mmcls's, mmocr's and DavarOCR's datasets take a name or a list).
+#: Ranges that depend on another argument are checked in __init__. Where
+#: mmcv 1.7.1 asserts a type (``by_epoch``, ``save_best``, the keys), the
+#: TypeError is also an AssertionError.
+ARGUMENTS = dict(
+    dataloader=LOADER, model_type=one_of(MODEL_TYPES),
+    start=NONNEGATIVE_INT.or_none(), start_iter=fraction().or_none(),
+    interval=POSITIVE_INT,
+    iter_interval=INT, eval_mode=one_of(EVAL_MODES),
+    by_epoch=BOOL.raising(AssertedTypeError), by_iter=BOOL,
+    save_best=SAVE_BEST,
+    rule=one_or_list(RULE, f'{RULE.text}, or a list of them').or_none(),
+    eval_before_train=BOOL, test_fn=CALLABLE.or_none(),
+    greater_keys=NAMES.raising(AssertedTypeError).or_none(),
+    less_keys=NAMES.raising(AssertedTypeError).or_none(),
+    out_dir=PATH.or_none(), file_client_args=DICT.or_none(),
+    metric=NAMES.or_none())
+#: DavarDistEvalHook's own arguments, as mmcv's DistEvalHook takes them
+#: (DavarEvalHook's __init__ checks the others).
+DIST_ARGUMENTS = dict(
+    dataloader=LOADER, broadcast_bn_buffer=BOOL, tmpdir=PATH.or_none(),
+    gpu_collect=BOOL, test_fn=ARGUMENTS['test_fn'],
+    model_type=ARGUMENTS['model_type'])
+
+
+def check_evaluate_keys(hook_cls, evaluate, eval_kwargs, dataset_name):
+    """Check the settings ``eval_kwargs`` that an eval hook of class
+    ``hook_cls`` passes to ``evaluate`` (a dataset's method, or the
+    function of its class).
+
+    Returns:
+        list[str]: the settings that only ``evaluate``'s ``**kwargs`` takes,
+        which nothing checks.
+
+    Raises:
+        TypeError: a setting ``evaluate`` does not take (where it takes no
+            ``**kwargs``), naming the closest accepted name; a setting that
+            is a slip of an argument of the eval hooks (``save_bets``: an
+            edit distance of 1, or 2 for names of 6 characters or more), or
+            an argument of the distributed hook only, whatever
+            ``evaluate`` takes.
+    """
+    try:
+        params = inspect.signature(evaluate).parameters
+    except (TypeError, ValueError):
+        return []
+    named = [name for name, p in params.items()
+             if name != 'self' and p.kind not in (p.VAR_KEYWORD,
+                                                  p.VAR_POSITIONAL)]
+    owner = hook_cls.__name__
+    own_args = argument_names(hook_cls)
+    hook_args = sorted(own_args | argument_names(DavarDistEvalHook))
+    for key in eval_kwargs:
+        if key in hook_args and key not in named:
+            raise TypeError(
+                f'{owner}: {key!r} is an argument of the distributed eval '
+                f'hook (DavarDistEvalHook), not of {owner}; it would go to '
+                f'{dataset_name}.evaluate')
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = unknown_names(eval_kwargs, named + hook_args, accepted=named)
+        if bad:
+            raise TypeError(
+                f'{owner}: {bad} passed to {dataset_name}.evaluate, which '
+                f'accepts {named}')
+        return []
+    unchecked = [key for key in eval_kwargs if key not in named]
+    for key in unchecked:
+        slip = near_miss(key, hook_args)
+        if slip is not None:
+            raise TypeError(
+                f'{owner}: {key!r} (did you mean {slip!r}?) is not an '
+                f'argument of the hook; it would go to {dataset_name}.'
+                'evaluate through its **kwargs, unchecked. The hook takes '
+                f'{sorted(own_args - {"dataloader"})}')
+    return unchecked
 
 
 @HOOKS.register_module()
@@ -82,7 +183,15 @@ class DavarEvalHook(EvalHook, state.Evaluator):
             default ``test_fn`` is :func:`~davarocr_mmcv.single_gpu_test`
             (``multi_gpu_test`` for the distributed hook).
         **eval_kwargs: passed to ``dataset.evaluate`` (e.g. ``metric``);
-            checked against its signature in ``before_run``.
+            checked against its signature in ``before_run``
+            (:func:`check_evaluate_keys`).
+
+    Every argument is checked when the hook is built (:data:`ARGUMENTS`):
+    a TypeError for a value of the wrong type ('yes' is not a bool), a
+    ValueError for a value out of range; each names the hook, the argument,
+    the value and what is accepted. Where mmcv 1.7.1 raises another type,
+    the error is that type too: ``save_best=True`` is also an
+    AssertionError, an unknown ``rule`` also a KeyError.
     """
 
     #: mmcv's class attributes, with DavarOCR's metrics added; explicit
@@ -90,6 +199,7 @@ class DavarEvalHook(EvalHook, state.Evaluator):
     _default_greater_keys = list(GREATER_KEYS)
     _default_less_keys = list(LESS_KEYS)
 
+    @checked(ARGUMENTS)
     def __init__(self,
                  dataloader,
                  model_type='DETECTOR',
@@ -109,32 +219,26 @@ class DavarEvalHook(EvalHook, state.Evaluator):
                  out_dir=None,
                  file_client_args=None,
                  **eval_kwargs):
-        check_choice(model_type, MODEL_TYPES, 'model_type')
-        check_choice(eval_mode, EVAL_MODES, 'eval_mode')
+        owner = type(self).__name__
         keys = _as_list(save_best)
-        assert all(isinstance(k, str) and k for k in keys), (
-            'save_best must be a metric name, a list of them, "auto" or '
-            f'None; got {save_best!r}')
         if not by_epoch and not by_iter:
             # mmcv's by_epoch=False: ``interval`` and ``start`` are iterations
             by_iter, iter_interval = True, interval
         if by_iter:
-            check_positive_int(iter_interval, 'iter_interval',
+            check_positive_int(iter_interval, f'{owner}: iter_interval',
                                'when by_iter=True')
-        if start_iter is not None and not 0 <= start_iter <= 1:
-            raise ValueError('start_iter must be a fraction of max_iters in '
-                             f'[0, 1], got {start_iter!r}')
         rules = [check_rule(r) for r in _as_list(rule)]
         if rules and len(rules) not in (1, len(keys)):
-            raise ValueError(f'rule must be one value or one per save_best '
-                             f'metric ({keys}), got {rule!r}')
+            raise ValueError(f'{owner}: rule must be one value or one per '
+                             f'save_best metric ({keys}), got {rule!r}')
         if test_fn is None:
             test_fn = functools.partial(self.default_test_fn,
                                         model_type=model_type)
         super().__init__(dataloader, start=start, interval=interval,
                          by_epoch=bool(by_epoch), save_best=None, rule=None,
-                         test_fn=test_fn, greater_keys=greater_keys,
-                         less_keys=less_keys, out_dir=out_dir,
+                         test_fn=test_fn,
+                         greater_keys=_keys(greater_keys),
+                         less_keys=_keys(less_keys), out_dir=out_dir,
                          file_client_args=file_client_args, **eval_kwargs)
         self.model_type = model_type
         self.by_iter = by_iter
@@ -158,13 +262,16 @@ class DavarEvalHook(EvalHook, state.Evaluator):
         if 'auto' in rules:  # the rule given for 'auto' is the first key's
             rules[keys[0]] = rules.pop('auto')
         several = len(keys) > 1
-        self.trackers = [
-            BestTracker(key, infer_rule(key, rules.get(key),
-                                        self.greater_keys, self.less_keys,
-                                        defaults=False),
-                        suffix=f'_{key}' if several else '')
-            for key in keys
-        ]
+        try:
+            self.trackers = [
+                BestTracker(key, infer_rule(key, rules.get(key),
+                                            self.greater_keys,
+                                            self.less_keys, defaults=False),
+                            suffix=f'_{key}' if several else '')
+                for key in keys
+            ]
+        except ValueError as exc:  # its type kept (mmcv's KeyError too)
+            raise type(exc)(f'{type(self).__name__}: {exc}') from None
         if self.trackers:  # mmcv's attributes, for code that reads them
             self.key_indicator = self.trackers[0].metric
             self.rule = self.trackers[0].rule
@@ -178,7 +285,7 @@ class DavarEvalHook(EvalHook, state.Evaluator):
     def before_run(self, runner):
         super().before_run(runner)
         state.hook_msgs(runner)
-        self._check_eval_kwargs()
+        self._check_eval_kwargs(runner)
         observe_evaluations(runner)
         if self.by_epoch and is_iter_based(runner):
             runner.logger.warning(
@@ -204,24 +311,19 @@ class DavarEvalHook(EvalHook, state.Evaluator):
                 'checkpoint to DavarCheckpointHook(save_mode="lightweight"), '
                 'which is not registered: no best checkpoint is kept')
 
-    def _check_eval_kwargs(self):
-        """A name ``dataset.evaluate`` does not take fails before the first
-        epoch, not at the first evaluation (unless it takes ``**kwargs``)."""
-        evaluate = getattr(self.dataloader.dataset, 'evaluate', None)
-        try:
-            params = inspect.signature(evaluate).parameters
-        except (TypeError, ValueError):
-            return
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return
-        known = list(inspect.signature(type(self).__init__).parameters)
-        bad = unknown_names(self.eval_kwargs, list(params) + known,
-                            accepted=list(params))
-        if bad:
-            raise TypeError(
-                f'{type(self).__name__}: {bad} passed to '
-                f'{type(self.dataloader.dataset).__name__}.evaluate, which '
-                f'accepts {[p for p in params if p != "self"]}')
+    def _check_eval_kwargs(self, runner):
+        """The settings for ``dataset.evaluate`` are checked before the
+        first epoch (:func:`check_evaluate_keys`); one warning per setting
+        that only its ``**kwargs`` takes."""
+        dataset = self.dataloader.dataset
+        unchecked = check_evaluate_keys(
+            type(self), getattr(dataset, 'evaluate', None), self.eval_kwargs,
+            type(dataset).__name__)
+        for key in unchecked:
+            runner.logger.warning(
+                f'{type(self).__name__}: {key!r} goes to '
+                f'{type(dataset).__name__}.evaluate through its **kwargs, '
+                'which nothing checks: a misspelt name there is not caught')
 
     # --------------------------------------------------------------- WHEN
     def evaluates_at(self, runner, unit):
@@ -404,8 +506,12 @@ class DavarDistEvalHook(DavarEvalHook, DistEvalHook):
         gpu_collect (bool): mmcv's argument; the process group is used
             whenever ``tmpdir`` is None. Default: False.
         Other arguments: as DavarEvalHook.
+
+    These three are checked when the hook is built, as DavarEvalHook's
+    arguments are (:data:`DIST_ARGUMENTS`).
     """
 
+    @checked(DIST_ARGUMENTS)
     def __init__(self, dataloader, broadcast_bn_buffer=True, tmpdir=None,
                  gpu_collect=False, test_fn=None, model_type='DETECTOR',
                  **kwargs):

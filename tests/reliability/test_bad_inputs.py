@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from davarocr_mmcv import DavarCheckpointHook, DavarEvalHook
+from davarocr_mmcv import (DavarCheckpointHook, DavarDistEvalHook,
+                           DavarEvalHook)
 from toy import ScriptedDataset, load, make_loader, make_runner, run
 
 LOADER = make_loader(ScriptedDataset())
@@ -16,7 +17,7 @@ CASES = [
      ValueError, r"save_mode must be one of \('general', 'lightweight'\)"),
     ("rule='bigger'", lambda: DavarCheckpointHook(save_mode='lightweight',
                                                   rule='bigger'),
-     KeyError, r"rule must be one of \('greater', 'less'\), None, or "
+     ValueError, r"rule must be one of \('greater', 'less'\), None, or "
      r"\('lower',\)"),
     ("metric='wibble', no rule", lambda: DavarCheckpointHook(
         save_mode='lightweight', metric='wibble'), ValueError,
@@ -35,15 +36,20 @@ CASES = [
     ('model_milestone=1.0', lambda: DavarCheckpointHook(model_milestone=1.0),
      ValueError, r'model_milestone must be a fraction .* \[0, 1\)'),
     ("model_milestone='half'", lambda: DavarCheckpointHook(
-        model_milestone='half'), ValueError, r'model_milestone'),
+        model_milestone='half'), TypeError, r'model_milestone'),
     ('interval=0', lambda: DavarCheckpointHook(interval=0), ValueError,
      r'interval must be a positive int'),
     ('by_iter=True, iter_interval=-1', lambda: DavarCheckpointHook(
         by_iter=True), ValueError, r'iter_interval must be a positive int'),
     ('max_keep_ckpts=2.5', lambda: DavarCheckpointHook(max_keep_ckpts=2.5),
-     ValueError, r'max_keep_ckpts must be an int'),
+     TypeError, r'max_keep_ckpts must be an int'),
     ("init_metric='0'", lambda: DavarCheckpointHook(init_metric='0'),
-     ValueError, r'init_metric must be a number'),
+     TypeError, r'init_metric must be a number'),
+    ("by_epoch='yes'", lambda: DavarCheckpointHook(by_epoch='yes'),
+     TypeError, r"by_epoch must be True or False \(a bool\), got 'yes'"),
+    ("published_keys='meta'", lambda: DavarCheckpointHook(
+        published_keys='meta'), TypeError,
+     r'published_keys must be a list or tuple of str'),
     ("on_save_error='ignore'", lambda: DavarCheckpointHook(
         on_save_error='ignore'), ValueError,
      r"on_save_error must be one of \('raise', 'continue'\)"),
@@ -55,7 +61,18 @@ CASES = [
                                                       eval_mode='fast'),
      ValueError, r"eval_mode must be one of"),
     ("eval: interval=0", lambda: DavarEvalHook(LOADER, interval=0),
-     ValueError, r'interval must be a positive number'),
+     ValueError, r'interval must be a positive int'),
+    ("eval: interval='a'", lambda: DavarEvalHook(LOADER, interval='a'),
+     TypeError, r"DavarEvalHook: interval must be a positive int, got 'a'"),
+    ("eval: metric=3", lambda: DavarEvalHook(LOADER, metric=3), TypeError,
+     r'DavarEvalHook: metric must be a str or a list of str'),
+    ("eval: save_best=5", lambda: DavarEvalHook(LOADER, save_best=5),
+     TypeError, r'save_best must be a metric name, a list of them'),
+    ("eval: rule='bigger'", lambda: DavarEvalHook(
+        LOADER, save_best='accuracy', rule='bigger'), ValueError,
+     r"rule must be one of \('greater', 'less'\)"),
+    ("dist eval: tmpdir=1", lambda: DavarDistEvalHook(LOADER, tmpdir=1),
+     TypeError, r'DavarDistEvalHook: tmpdir must be a path'),
     ("eval: start_iter=2", lambda: DavarEvalHook(
         LOADER, by_iter=True, iter_interval=1, start_iter=2), ValueError,
      r'start_iter must be a fraction'),
@@ -67,6 +84,9 @@ def test_bad_arguments_table():
     for text, build, exc, pattern in CASES:
         with pytest.raises(exc, match=pattern) as info:
             build()
+        # one type per kind of mistake (issue 29)
+        assert not isinstance(info.value, ValueError if exc is TypeError
+                              else TypeError)
         rows.append(f'| `{text}` | {exc.__name__}: {info.value} |')
     print('\n| input | error |\n|---|---|\n' + '\n'.join(rows))
 

@@ -519,6 +519,40 @@ def test_offline_from_a_wheelhouse_with_the_images_torch(tmp_path):
     assert 'mmdet==2.28.2' in pins and 'torch==' not in pins
 
 
+def test_two_set_ups_sharing_the_cache_build_at_once_and_both_finish(
+        tmp_path):
+    # the old script's fixed "<entry>.partial" folder: the first set-up to
+    # finish moved it into place, the second's pip then copied its wheel to
+    # a FILE of that name, and the second moved that file over the entry
+    cache, release = tmp_path / 'cache', tmp_path / 'release'
+    procs = []
+    for name in ('a', 'b'):
+        folder = tmp_path / name
+        folder.mkdir()
+        venv = scratch_venv(str(folder))
+        env = clean_environ(
+            VENV=venv, DAVAR_CACHE=str(cache), HOME=str(folder),
+            MMCV_SDIST=fake_sdist(str(folder), BUILDING_SETUP, **MARKER),
+            DAVAR_TEST_RECORD=str(folder / 'record.json'),
+            DAVAR_TEST_WAIT=str(release))
+        procs.append(subprocess.Popen(
+            ['bash', 'tools/setup_env.sh'], cwd=ROOT, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+            (tmp_path / n / 'record.json.pid').exists() for n in 'ab'):
+        time.sleep(0.2)
+    release.touch()  # both builds end together
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    entry = cache / cache_name()
+    assert entry.is_dir() and len(list(entry.iterdir())) == 1
+    assert entries(cache) == [entry.name, f'{entry.name}.log']
+    for name in 'ab':
+        assert installed_from_cache(str(tmp_path / name / 'venv'))
+
+
 # ------------------------------------------------ NUMPY and TORCH_VERSION
 def test_numpy_2_and_a_torch_version_replace_their_pins(tmp_path):
     status, out, built, _ = set_up(tmp_path, NUMPY='2',

@@ -195,6 +195,16 @@ if [[ -n "${TORCH_VERSION:-}" ]]; then
   TORCHVISION="0.$((BASH_REMATCH[1] + 15)).*"  # torchvision 0.(N+15) goes with torch 2.N
 fi
 
+# One set-up of a venv at a time (make demo and make test started together):
+# the second waits, then finds the venv up to date. Set-ups of other venvs
+# run beside it; they share the wheel cache safely (tools/wheel_cache.py).
+LOCK="${VENV%/}.lock"
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  echo "[setup] another set-up of $VENV is running; waiting for it to finish"
+  flock 9
+fi
+
 if [[ -f "$STAMP" && "$(head -n 1 "$STAMP")" == "$(fingerprint)" ]]; then
   if ! grep -qxF "$NO_CUDA_OPS" "$STAMP"; then
     echo "[setup] $VENV is up to date"

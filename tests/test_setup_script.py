@@ -348,8 +348,8 @@ def test_a_build_goes_through_cache_install_and_import(tmp_path):
     # set up again from nothing: the cached wheel, nothing built
     shutil.rmtree(venv)
     (tmp_path / 'record.json.pid').unlink()
-    status, out, _, cache = built_set_up(tmp_path / 'again',
-                                         DAVAR_CACHE=str(cache))
+    status, out, _, _ = built_set_up(tmp_path / 'again',
+                                     DAVAR_CACHE=str(cache))
     assert status == 0, out
     assert f'4/6 reuse cached mmcv-full wheel from {cache / name}' in out
     assert not (tmp_path / 'again' / 'record.json.pid').exists()
@@ -366,7 +366,8 @@ def test_a_cache_entry_that_is_not_a_wheel_folder_is_rebuilt_once(
         entry.mkdir(parents=True)
     elif damage == 'two':
         fake_wheel(entry)
-        fake_wheel(entry).rename(entry / 'mmcv_full-1.7.0-py3-none-any.whl')
+        fake_wheel(tmp_path / 'w').rename(
+            entry / 'mmcv_full-1.7.0-py3-none-any.whl')
     else:
         wheel = fake_wheel(entry)
         wheel.write_bytes(wheel.read_bytes()[:-40])
@@ -377,7 +378,7 @@ def test_a_cache_entry_that_is_not_a_wheel_folder_is_rebuilt_once(
             'truncated': 'is unreadable: it is not a whole zip archive'}
     assert f'the cache entry {entry} is not usable: ' in out
     assert said[damage] in out
-    assert out.count('4/6 build mmcv-full') == 1
+    assert out.count('] 4/6 build mmcv-full') == 1
     assert status == 0, out
     assert entry.is_dir() and len(list(entry.iterdir())) == 1
     assert installed_from_cache(str(tmp_path / 'venv'))
@@ -390,7 +391,7 @@ def test_a_build_that_gives_no_usable_wheel_fails_without_an_entry(tmp_path):
     assert status != 0
     assert 'holds 0 mmcv_full-*.whl files, not one' in out
     assert 'FAILED at step: 4/6 build mmcv-full' in out
-    assert out.count('4/6 build mmcv-full') == 1
+    assert out.count('] 4/6 build mmcv-full') == 1
     assert entries(cache) == [f'{cache_name()}.log']
 
 

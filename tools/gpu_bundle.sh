@@ -11,12 +11,13 @@ usage() {
 Usage: bash tools/gpu_bundle.sh [--out DIR] [--python X.Y] [--max-mib N]
        make gpu-bundle
 
-Needs the set-up's environment (make venv). Downloads into DIR (default .gpu-bundle, emptied first) the mmcv-full 1.7.1
-sdist and, for CPython X.Y (default 3.12) on manylinux x86_64, the wheels of
-the packages a GPU image with torch, numpy 2, opencv, scipy, matplotlib and
-pytest lacks: mmdet 2.28.2, mmcls 0.25.0, yapf 0.40.1 and what it needs,
-addict, terminaltables, pycocotools, vermin and setuptools<81 (mmcv-full's
-setup.py imports pkg_resources). Versions follow tools/constraints.txt with
+Needs the set-up's environment (make venv). Downloads into DIR (default
+.gpu-bundle, emptied first) the mmcv-full 1.7.1 sdist and, for CPython X.Y
+(default 3.12) on manylinux x86_64, the wheels of the packages a GPU image
+with torch, numpy 2, opencv, scipy, matplotlib and pytest lacks: mmdet
+2.28.2, mmcls 0.25.0, yapf 0.40.1 and what it needs, addict, terminaltables,
+pycocotools, vermin and setuptools<81 (mmcv-full's setup.py imports
+pkg_resources). Versions follow tools/constraints.txt with
 the numpy 2 pins of tools/constraints-numpy2.txt. Prints the bundle's size
 and fails if it is over N MiB (default 64: what the device tool carries).
 
@@ -52,12 +53,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-${VENV:-$ROOT/.venv}/bin/python}"
 [[ -x "$PYTHON" ]] || { echo "gpu_bundle.sh: no $PYTHON; run make venv first (or make gpu-bundle)" >&2; exit 2; }
 # the wheels: names as tools/constraints.txt pins them
-WHEELS=(mmdet mmcls "yapf==0.40.1" platformdirs tomli importlib-metadata zipp
+WHEELS=(mmdet mmcls "yapf==0.40.1" platformdirs tomli importlib-metadata lazy-importer zipp
         addict terminaltables pycocotools vermin "setuptools<81")
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-PINS="$OUT/constraints.txt"
+PINS="$(mktemp)"
+trap 'rm -f "$PINS"' EXIT
 { grep -vE '^(numpy|opencv-python|opencv-python-headless)([<>=!~ ]|$)' "$ROOT/tools/constraints.txt"
   grep -vE '^(#|$)' "$ROOT/tools/constraints-numpy2.txt"; } > "$PINS"
 PLATFORMS=()

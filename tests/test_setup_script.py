@@ -34,14 +34,24 @@ SET_UP_VARIABLES = ('VENV', 'NUMPY', 'TORCH_VERSION', 'SYSTEM_TORCH',
                     'CUDA_VISIBLE_DEVICES')
 
 
+def this_stack():
+    """NUMPY and TORCH_VERSION for this environment's numpy and torch: a
+    scratch set-up offline finds them installed (numpy 2, torch 2.11...)."""
+    import numpy
+    import torch
+    return dict(NUMPY='2' if int(numpy.__version__.split('.')[0]) >= 2
+                else '1', TORCH_VERSION=torch.__version__.split('+')[0])
+
+
 def clean_environ(**env):
-    """This process's environment without the set-up's variables, plus
-    ``env``, offline (no package index, no pip configuration)."""
+    """This process's environment without the set-up's variables, with
+    this stack's NUMPY and TORCH_VERSION and ``env``, offline (no package
+    index, no pip configuration)."""
     base = {k: v for k, v in os.environ.items()
             if k not in SET_UP_VARIABLES}
     return dict(base, PIP_NO_INDEX='1', PIP_CONFIG_FILE=os.devnull,
                 PIP_NO_CACHE_DIR='1', PIP_DISABLE_PIP_VERSION_CHECK='1',
-                **env)
+                **dict(this_stack(), **env))
 
 FAKE_SETUP = f'''
 import sys, time
@@ -557,12 +567,12 @@ def test_two_set_ups_sharing_the_cache_build_at_once_and_both_finish(
 # ------------------------------------------------ NUMPY and TORCH_VERSION
 def test_numpy_2_and_a_torch_version_replace_their_pins(tmp_path):
     status, out, built, _ = set_up(tmp_path, NUMPY='2',
-                                   TORCH_VERSION='2.11.0')
-    # offline, torch 2.11.0 cannot be installed: the pins are what counts
+                                   TORCH_VERSION='2.9.1')
+    # offline, torch 2.9.1 cannot be installed: the pins are what counts
     assert 'FAILED at step: 2/6 install torch' in out, out
     pins = (tmp_path / 'venv' / '.davarocr-constraints.txt').read_text()
     pins = pins.splitlines()
-    for pin in ('torch==2.11.0', 'torchvision==0.26.*', 'numpy>=2.3,<2.6',
+    for pin in ('torch==2.9.1', 'torchvision==0.24.*', 'numpy>=2.3,<2.6',
                 'opencv-python>=4.11,<5', 'opencv-python-headless>=4.11,<5',
                 'mmdet==2.28.2', 'yapf==0.40.1'):
         assert pin in pins
@@ -570,9 +580,10 @@ def test_numpy_2_and_a_torch_version_replace_their_pins(tmp_path):
         ('torch==2.14', 'torchvision==0.29', 'numpy>=1.23', 'opencv-python<',
          'opencv-python-headless<'))]
     # each variable is part of the stamp's fingerprint
-    assert len({fingerprint(), fingerprint(NUMPY='2'),
-                fingerprint(TORCH_VERSION='2.11.0'),
-                fingerprint(SYSTEM_TORCH='1')}) == 4
+    plain = dict(NUMPY='1', TORCH_VERSION='')
+    assert len({fingerprint(**plain), fingerprint(**dict(plain, NUMPY='2')),
+                fingerprint(**dict(plain, TORCH_VERSION='2.11.0')),
+                fingerprint(**dict(plain, SYSTEM_TORCH='1'))}) == 4
 
 
 @pytest.mark.parametrize('variable, value, said', [

@@ -18,23 +18,26 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['davarocr_mmcv', 'davarocr_mmcv.*']),
-    # the only Python the package is tested with (docs/installation.md)
-    python_requires='>=3.11,<3.12',
+    # what the code needs (vermin; tests/test_python_versions.py); the suite
+    # ran on 3.11 and 3.12 (docs/installation.md)
+    python_requires='>=3.8',
     # mmcv-full must be installed first (make venv builds it): pip finds it
     # and builds nothing. Left out on purpose (docs/installation.md):
     # torchvision (must match the user's torch), opencv (opencv-python or
-    # -headless, the user's choice; keep it <4.11), setuptools<81 (building
-    # mmcv-full only), mmcls, pytest (the test suite only).
+    # -headless, the user's choice: <4.11 with numpy 1, >=4.11 with numpy
+    # 2), setuptools<81 (building mmcv-full only), mmcls, pytest (the test
+    # suite only). numpy 2: the suite passed with it (docs/installation.md).
     install_requires=[
         'mmcv-full==1.7.1',
         'mmdet>=2.28,<2.29',
         'torch',
-        'numpy<2',
+        'numpy>=1.23,<2.6',
         'yapf==0.40.1',
     ],
     classifiers=[
         'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3',
         'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
     ],
 )

@@ -7,6 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 Usage: bash tools/gpu_check.sh [--wheelhouse DIR] [--sdist FILE] [--system-torch]
+                               [--bundle DIR] [--time-limit SECONDS]
                                [--out DIR] [-- PYTEST_ARGS...]
        make gpu-check
 
@@ -25,6 +26,12 @@ counts. Exit status 0 only when the gpu tests ran and all passed.
                     else the package index's)
   --system-torch    use the torch installed for python3 (images that ship one)
                     instead of installing the pinned torch
+  --bundle DIR      an offline GPU image with torch and numpy 2: the folder
+                    tools/gpu_bundle.sh made (--wheelhouse DIR --system-torch,
+                    with NUMPY=2)
+  --time-limit S    stop the set-up and the tests after S seconds in all and
+                    still print the summary (verdict FAIL, saying where it
+                    stopped)
   --out DIR         where the test log and results go (default:
                     work_dirs/gpu_check)
   -- PYTEST_ARGS    passed on to pytest, e.g. -- -k nccl
@@ -38,14 +45,19 @@ wrong() { echo "gpu_check.sh: $1" >&2; echo >&2; usage >&2; exit 2; }
 
 OUT=work_dirs/gpu_check
 PYTEST_ARGS=()
+LIMIT=""
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --wheelhouse|--sdist|--out)
+    --wheelhouse|--sdist|--out|--bundle|--time-limit)
       (($# >= 2)) || wrong "$1 needs a value"
       case "$1" in
-        --wheelhouse) [[ -d "$2" ]] || wrong "--wheelhouse $2 is not a folder"
-                      export WHEELHOUSE="$(cd "$2" && pwd)" ;;
+        --wheelhouse|--bundle)
+          [[ -d "$2" ]] || wrong "$1 $2 is not a folder"
+          export WHEELHOUSE="$(cd "$2" && pwd)"
+          if [[ "$1" == --bundle ]]; then export SYSTEM_TORCH=1 NUMPY=2; fi ;;
+        --time-limit) [[ "$2" =~ ^[1-9][0-9]*$ ]] || wrong "--time-limit takes a positive number of seconds; got '$2'"
+                      LIMIT="$2" ;;
         --sdist) [[ -f "$2" ]] || wrong "--sdist $2 is not a file"
                  export MMCV_SDIST="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")" ;;
         --out) OUT="$2" ;;
@@ -65,19 +77,40 @@ OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/pytest.log"
 START=$SECONDS
 
-echo "[gpu-check] 1/3 make venv"
-make --no-print-directory venv
-SETUP=$((SECONDS - START))
+# bounded CMD...: CMD, stopped when the time limit (if any) runs out
+# (exit status 124)
+bounded() {
+  if [[ -z "$LIMIT" ]]; then "$@"; return; fi
+  local left=$((LIMIT - (SECONDS - START)))
+  ((left > 0)) || return 124
+  timeout -k 20 "$left" "$@"
+}
 
-echo "[gpu-check] 2/3 pytest -m gpu (output in $LOG)"
-STATUS=0
-"$VENV/bin/python" -m pytest tests -m gpu -rs -p no:cacheprovider \
-  --junitxml="$OUT/junit.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} \
-  >"$LOG" 2>&1 || STATUS=$?
+echo "[gpu-check] 1/3 make venv${LIMIT:+ (time limit ${LIMIT}s in all)}"
+STATUS=0 STOPPED="" SETUP_FAILED=""
+rm -f "$OUT/junit.xml"
+bounded make --no-print-directory venv || STATUS=$?
+SETUP=$((SECONDS - START))
+if ((STATUS == 0)); then
+  echo "[gpu-check] 2/3 pytest -m gpu (output in $LOG)"
+  bounded "$VENV/bin/python" -m pytest tests -m gpu -rs -p no:cacheprovider \
+    --junitxml="$OUT/junit.xml" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} \
+    >"$LOG" 2>&1 || STATUS=$?
+  ((STATUS != 124)) || STOPPED="the gpu tests"
+else
+  SETUP_FAILED=1
+  ((STATUS != 124)) || STOPPED="the set-up"
+  echo "[gpu-check] the set-up stopped (exit status $STATUS): no test was run" | tee "$LOG" >&2
+fi
 TESTS=$((SECONDS - START - SETUP))
+# the summary needs the stack; without it, one line
+if ! "$VENV/bin/python" -c 'import mmcv.ops, mmdet, torch' 2>/dev/null; then
+  echo "[gpu-check] verdict: FAIL (the set-up did not finish${STOPPED:+: time limit reached during $STOPPED})"
+  exit 1
+fi
 
 echo "[gpu-check] 3/3 summary"
-SETUP=$SETUP TESTS=$TESTS STATUS=$STATUS "$VENV/bin/python" -W ignore - "$OUT" <<'EOF'
+SETUP=$SETUP TESTS=$TESTS STATUS=$STATUS STOPPED="$STOPPED" SETUP_FAILED="${SETUP_FAILED:-}" "$VENV/bin/python" -W ignore - "$OUT" <<'EOF'
 import os, platform, sys, time
 import xml.etree.ElementTree as ET
 import mmcv, mmdet, numpy, torch
@@ -132,6 +165,11 @@ for name in failures[:8]:
 verdict = ('PASS' if counts['passed'] and not failures and
            os.environ['STATUS'] == '0' else 'FAIL' if failures or
            os.environ['STATUS'] not in ('0', '5') else 'NOT RUN (skipped)')
+if os.environ['SETUP_FAILED']:
+    verdict = 'FAIL (the set-up failed; see its output above)'
+if os.environ['STOPPED']:
+    verdict = f'FAIL (time limit reached during {os.environ["STOPPED"]})'
+
 lines += [f'verdict       : {verdict}',
           f'log           : {os.path.join(out, "pytest.log")}', '=' * 72]
 print('\n'.join(lines))

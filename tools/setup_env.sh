@@ -15,7 +15,8 @@
 # Environment:
 #   VENV            target virtual environment (default: .venv)
 #   PYTHON          interpreter that creates it (default: python3)
-#   DAVAR_CACHE     wheel cache and build logs (default: ~/.cache/davarocr-mmcv)
+#   DAVAR_CACHE     wheel cache and build logs (default: ~/.cache/davarocr-mmcv);
+#                   tools/wheel_cache.py says what a cache entry is
 #   MAX_JOBS        parallel compile jobs (default: number of cores; for CUDA
 #                   ops also at most one per 2 GiB of available memory)
 #   MMCV_SDIST      a local mmcv-full-1.7.1.tar.gz to build from (offline
@@ -25,6 +26,10 @@
 #   SYSTEM_TORCH=1  use the torch and torchvision installed for PYTHON (the
 #                   venv sees its site-packages) instead of the pinned ones:
 #                   images that ship torch
+#   TORCH_VERSION   install this torch (e.g. 2.11.0) and the torchvision of
+#                   its release instead of the pinned ones
+#   NUMPY=2         numpy 2 and the opencv that goes with it
+#                   (tools/constraints-numpy2.txt) instead of numpy<2
 #   CUDA_HOME       the CUDA toolkit to compile CUDA ops with
 #   TORCH_CUDA_ARCH_LIST  GPU architectures to compile for, e.g. "8.0;9.0"
 #                   (default: those of the GPUs present)
@@ -57,15 +62,15 @@ on_error() {
 }
 trap on_error ERR
 
-# Work of step 4, undone on exit: the build folder, an unfinished wheel
-# folder, and a build still running (Ctrl-C).
-BUILD="" PARTIAL="" BUILD_PID=""
+# Work of step 4, undone on exit: the build folder (the sdist, its source
+# and the wheel pip writes) and a build still running (Ctrl-C). Nothing of a
+# build reaches the cache until tools/wheel_cache.py stores its wheel.
+BUILD="" BUILD_PID=""
 cleanup() {
   if [[ -n "$BUILD_PID" ]] && kill -0 "$BUILD_PID" 2>/dev/null; then
     kill -TERM -- "-$BUILD_PID" 2>/dev/null || true
   fi
   [[ -z "$BUILD" ]] || rm -rf "$BUILD"
-  [[ -z "$PARTIAL" ]] || rm -rf "$PARTIAL"
 }
 trap cleanup EXIT
 trap 'echo; echo "[setup] interrupted during: $STEP" >&2; exit 130' INT TERM
@@ -127,7 +132,30 @@ quiet() {
 # The stamp records what the environment was built from; a change to the
 # constraints, setup.py or the set-up rebuilds it. A GPU machine that got
 # CPU ops only looks for a CUDA compiler again each time.
-fingerprint() { cat "$CONSTRAINTS" "$ROOT/setup.py" "$ROOT/tools/setup_env.sh" "$ROOT/tools/cuda_plan.py" | sha256sum | cut -d' ' -f1; }
+# The variables that choose the pins are part of it.
+fingerprint() {
+  { cat "$CONSTRAINTS" "$ROOT/tools/constraints-numpy2.txt" "$ROOT/setup.py" \
+      "$ROOT/tools/setup_env.sh" "$ROOT/tools/cuda_plan.py" "$ROOT/tools/wheel_cache.py"
+    echo "SYSTEM_TORCH=${SYSTEM_TORCH:-0} TORCH_VERSION=${TORCH_VERSION:-} NUMPY=${NUMPY:-1}"
+  } | sha256sum | cut -d' ' -f1
+}
+
+# write_pins FILE [LINE...]: tools/constraints.txt into FILE, the pins of
+# each package a LINE names replaced by the LINE (a bare name: dropped).
+write_pins() {
+  local file="$1" line names=()
+  shift
+  for line in "$@"; do names+=("${line%%[<>=!~ ]*}"); done
+  if ((${#names[@]})); then
+    local IFS='|'
+    grep -vE "^(${names[*]})([<>=!~ ]|\$)" "$CONSTRAINTS" > "$file" || true
+  else
+    cp "$CONSTRAINTS" "$file"
+  fi
+  for line in "$@"; do
+    [[ "$line" == "${line%%[<>=!~ ]*}" ]] || echo "$line" >> "$file"
+  done
+}
 
 # cuda_plan [--installed]: set the PLAN_* variables of tools/cuda_plan.py
 cuda_plan() {
@@ -152,6 +180,31 @@ no_compiler() {
 EOF
 }
 
+# bash tools/setup_env.sh --fingerprint: what the stamp would record
+if [[ "${1:-}" == --fingerprint ]]; then fingerprint; exit 0; fi
+
+# The variables that choose pins, checked before anything is done.
+case "${NUMPY:-1}" in 1|2) ;; *)
+  echo "[setup] NUMPY must be 1 (numpy<2, the default) or 2, got '$NUMPY'" >&2; exit 2 ;;
+esac
+if [[ -n "${TORCH_VERSION:-}" ]]; then
+  if ! [[ "$TORCH_VERSION" =~ ^2\.([0-9]+)\.[0-9]+$ ]]; then
+    echo "[setup] TORCH_VERSION must be a torch 2 release such as 2.11.0, got '$TORCH_VERSION'" >&2
+    exit 2
+  fi
+  TORCHVISION="0.$((BASH_REMATCH[1] + 15)).*"  # torchvision 0.(N+15) goes with torch 2.N
+fi
+
+# One set-up of a venv at a time (make demo and make test started together):
+# the second waits, then finds the venv up to date. Set-ups of other venvs
+# run beside it; they share the wheel cache safely (tools/wheel_cache.py).
+LOCK="${VENV%/}.lock"
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  echo "[setup] another set-up of $VENV is running; waiting for it to finish"
+  flock 9
+fi
+
 if [[ -f "$STAMP" && "$(head -n 1 "$STAMP")" == "$(fingerprint)" ]]; then
   if ! grep -qxF "$NO_CUDA_OPS" "$STAMP"; then
     echo "[setup] $VENV is up to date"
@@ -169,13 +222,23 @@ fi
 step "1/6 create virtual environment $VENV"
 if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv --system-site-packages "$VENV"
-  # the pins of torch give way to the torch that is there
-  PINS="$VENV/.davarocr-constraints.txt"
-  grep -vE '^(torch|torchvision)==' "$CONSTRAINTS" > "$PINS"
 else
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-  PINS="$CONSTRAINTS"
 fi
+# The pins of this environment: tools/constraints.txt, less what the
+# variables choose instead. The tests read them from here.
+REPLACE=()
+if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then  # the torch that is there
+  REPLACE+=(torch torchvision)
+elif [[ -n "${TORCH_VERSION:-}" ]]; then
+  REPLACE+=("torch==$TORCH_VERSION" "torchvision==$TORCHVISION")
+fi
+if [[ "${NUMPY:-1}" == 2 ]]; then
+  mapfile -t NUMPY2 < <(grep -vE '^(#|$)' "$ROOT/tools/constraints-numpy2.txt")
+  REPLACE+=("${NUMPY2[@]}")
+fi
+PINS="$(cd "$VENV" && pwd)/.davarocr-constraints.txt"
+write_pins "$PINS" ${REPLACE[@]+"${REPLACE[@]}"}
 PY="$(cd "$VENV" && pwd)/bin/python"  # VENV may be relative or absolute
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$PINS" "${INDEX[@]}")
 quiet "${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
@@ -188,11 +251,15 @@ else
   quiet "${PIP[@]}" -q torch torchvision
 fi
 
-TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+TORCH_FOUND="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')"
 PY_ABI="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
 
 step "3/6 install mmcv-full's build requirements"
-quiet "${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf opencv-python
+# opencv: whichever flavour is there (an image's headless one), else
+# opencv-python, which mmcv-full's metadata names
+OPENCV=()
+"$PY" -c 'import cv2' 2>/dev/null || OPENCV=(opencv-python)
+quiet "${PIP[@]}" -q numpy addict packaging Pillow pyyaml yapf ${OPENCV[@]+"${OPENCV[@]}"}
 cuda_plan
 if [[ "$PLAN_MODE" == install ]]; then
   echo "[setup] torch sees $PLAN_GPUS; $PLAN_WHY"
@@ -225,16 +292,30 @@ case "$PLAN_MODE" in
 esac
 export MAX_JOBS="${USER_MAX_JOBS:-$PLAN_JOBS}"
 
-WHEEL_BASE="$CACHE/mmcv-full-$MMCV_VERSION-torch$TORCH_VERSION-$PY_ABI"
+WHEEL_BASE="$CACHE/mmcv-full-$MMCV_VERSION-torch$TORCH_FOUND-$PY_ABI"
 WHEEL_DIR="$WHEEL_BASE-$PLAN_KEY"
+# cache_wheel DIR: set WHEEL to the one readable mmcv-full wheel in the
+# folder DIR (tools/wheel_cache.py check); else WHY says what is there
+cache_wheel() {
+  local said status=0
+  said="$("$PY" "$ROOT/tools/wheel_cache.py" check "$1")" || status=$?
+  if ((status == 0)); then WHEEL="$said" WHY=""; else WHEEL="" WHY="$said"; fi
+  return "$status"
+}
 # a CPU-ops wheel cached before the key named the ops serves as well
-if [[ "$PLAN_KEY" == cpu ]] && ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1 \
-    && ls "$WHEEL_BASE"/mmcv_full-*.whl >/dev/null 2>&1; then
+if [[ "$PLAN_KEY" == cpu && ! -e "$WHEEL_DIR" ]] && cache_wheel "$WHEEL_BASE"; then
   WHEEL_DIR="$WHEEL_BASE"
 fi
 
-if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
-  step "4/6 build mmcv-full $MMCV_VERSION with $OPS against torch $TORCH_VERSION ($TAKES)"
+if cache_wheel "$WHEEL_DIR"; then
+  step "4/6 reuse cached mmcv-full wheel from $WHEEL_DIR"
+else
+  if [[ "$WHY" != "it does not exist" ]]; then
+    # never a loop: built once here; a build that gives no entry fails
+    echo "[setup] the cache entry $WHEEL_DIR is not usable: $WHY; building it again"
+  fi
+  step "4/6 build mmcv-full $MMCV_VERSION with $OPS against torch $TORCH_FOUND ($TAKES)"
+  mkdir -p "$CACHE"
   BUILD="$(mktemp -d)"
   if [[ -z "${MMCV_SDIST:-}" && -f "${WHEELHOUSE:-}/mmcv-full-$MMCV_VERSION.tar.gz" ]]; then
     MMCV_SDIST="$WHEELHOUSE/mmcv-full-$MMCV_VERSION.tar.gz"
@@ -250,19 +331,23 @@ if ! ls "$WHEEL_DIR"/mmcv_full-*.whl >/dev/null 2>&1; then
   CXX_STD="$("$PY" -c 'import torch; v=tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print("c++20" if v >= (2, 14) else "c++17")')"
   sed -i "s/-std=c++14/-std=$CXX_STD/g" "$SRC/setup.py"
   grep -q -- "-std=$CXX_STD" "$SRC/setup.py"
-  PARTIAL="$WHEEL_DIR.partial"
-  mkdir -p "$PARTIAL"
+  # pip writes the wheel into a folder of this build's own (pip's
+  # "wheel -w" copies it to a FILE of that name if the folder is gone when
+  # the build ends); tools/wheel_cache.py then checks it and renames a
+  # uniquely named copy into the cache: the entry appears whole or not.
+  mkdir "$BUILD/wheels"
   logged "$WHEEL_DIR.log" "building mmcv-full" \
     env "${BUILD_ENV[@]}" "$PY" -m pip wheel -v \
     --no-build-isolation --no-deps \
-    -c "$PINS" "${INDEX[@]}" -w "$PARTIAL" "$SRC"
-  rm -rf "$WHEEL_DIR" && mv "$PARTIAL" "$WHEEL_DIR" && PARTIAL=""
-else
-  step "4/6 reuse cached mmcv-full wheel from $WHEEL_DIR"
+    -c "$PINS" "${INDEX[@]}" -w "$BUILD/wheels" "$SRC"
+  WHEEL="$("$PY" "$ROOT/tools/wheel_cache.py" store "$BUILD/wheels" "$WHEEL_DIR")"
+  echo "[setup] cached $WHEEL"
 fi
 
 step "5/6 install mmcv-full, mmdet 2.28.2, mmcls 0.25.0 and test tools"
-quiet "${PIP[@]}" -q "$WHEEL_DIR"/mmcv_full-*.whl mmdet mmcls pytest pytest-timeout hypothesis
+# the cached build itself, also over an mmcv-full 1.7.1 of other ops
+quiet "${PIP[@]}" -q --no-deps --force-reinstall "$WHEEL"
+quiet "${PIP[@]}" -q "$WHEEL" mmdet mmcls pytest pytest-timeout hypothesis vermin
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
 quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"

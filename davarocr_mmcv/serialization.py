@@ -6,6 +6,8 @@ common one), which that unpickler refuses. Instead of falling back to
 ``weights_only=False`` (which runs arbitrary code), the numpy types below are
 added to torch's allow-list; anything else is still refused.
 """
+import zipfile
+
 import numpy as np
 import torch
 
@@ -47,6 +49,33 @@ def load_checkpoint_file(path, map_location='cpu'):
                 f'allow-list of safe types ({exc}). Load it only if you trust '
                 'its origin, with torch.load(..., weights_only=False).') from exc
         raise
+
+
+def damaged_record(path):
+    """The name of the first record of the torch archive at ``path`` whose
+    bytes fail the CRC-32 its zip directory holds, else None.
+
+    torch does not check these when it reads, so a changed byte inside a
+    tensor loads as a changed weight. Only a CRC mismatch counts: any other
+    trouble of Python's zip reader with a file that torch reads (and files
+    of torch's older, non-zip format) is left to torch.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError):
+        return None
+    with archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as f:
+                    while f.read(1 << 22):
+                        pass
+            except zipfile.BadZipFile as exc:
+                if str(exc).startswith('Bad CRC-32'):
+                    return info.filename
+            except Exception:  # noqa: B902  the reader's, not the data's
+                continue
+    return None
 
 
 def to_plain(value):

@@ -9,10 +9,13 @@ A hypothesis property test damages a real checkpoint (written by a real
 mmcv run of the toy model) byte by byte and entry by entry; plain tests
 pin the messages, and run the tools end to end."""
 import hashlib
+import io
 import logging
 import os
+import struct
 import sys
 import tempfile
+import zipfile
 
 import pytest
 import torch
@@ -456,6 +459,26 @@ def test_hook_msgs_not_a_dict_is_ignored_with_a_warning(real, tmp_path):
                       f'(a str), not a dict: ignored (the best, the kept '
                       f'checkpoints and the evaluation history start empty)']
     assert runner.meta['hook_msgs'] == {}
+
+
+def test_a_changed_byte_of_a_weight_is_refused_by_its_crc(real, tmp_path):
+    """torch reads a changed byte of a tensor's data as a changed weight;
+    the record's CRC-32 catches it."""
+    raw = bytearray(real[0]['epoch_2'])
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as archive:
+        record = next(i for i in archive.infolist()
+                      if i.filename.endswith('/data/1'))
+    start = record.header_offset
+    name_len, extra_len = struct.unpack('<HH', raw[start + 26:start + 30])
+    raw[start + 30 + name_len + extra_len] ^= 0x40
+    path = tmp_path / 'epoch_2.pth'
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # torch takes it
+    error, _, _ = attempt('checkpoint', str(path), str(tmp_path),
+                          tmp_path / 'run')
+    assert error == (f'checkpoint: {path} does not load (its record '
+                     f'{record.filename} fails its CRC-32 check: bytes of '
+                     f'the file changed); the file was left as it is')
 
 
 def test_resume_runner_goes_through_the_same_check(real, tmp_path):

@@ -174,10 +174,10 @@ def _own(model):
                        .items() if not UNCOUNTED.search(k))
 
 
-def _fitting(model, weights):
-    """(entries of ``weights`` that can fill ``model``'s, ``(name, why)``
-    of those of the model's names that cannot)."""
-    own = _own(model)
+def _fitting(own, weights):
+    """(entries of ``weights`` that can fill those of ``own`` (from
+    :func:`_own`) or are not the model's, ``(name, why)`` of the model's
+    that cannot)."""
     fitting, unfit = OrderedDict(), []
     for key, value in weights.items():
         why = _unfit(value, own[key]) if key in own else None
@@ -207,7 +207,7 @@ def _check_weights(ckpt, path, what, model):
     if model is None:
         return weights
     own = _own(model)
-    fitting, _ = _fitting(model, weights)
+    fitting, _ = _fitting(own, weights)
     if own and not set(own) & set(fitting):
         if 'state_dict' not in ckpt:
             found = (f'has no state_dict, and none of its top-level keys '
@@ -231,6 +231,7 @@ def _load(module, weights):
     from mmcv.parallel import is_module_wrapper
     missing, unexpected, errors = [], [], []
     metadata = getattr(weights, '_metadata', None)
+    metadata = metadata if isinstance(metadata, dict) else None
     weights = OrderedDict(weights)  # the modules may rename entries
 
     def load(mod, prefix=''):
@@ -386,18 +387,21 @@ def load_weights_into(model, ckpt, source='checkpoint', logger=None,
     Raises:
         CheckpointLoadError: ``complete`` and an entry was not filled.
     """
-    fitting, unfit = _fitting(model, ckpt['state_dict'])
+    own = _own(model)
+    fitting, unfit = _fitting(own, ckpt['state_dict'])
     missing, unexpected, errors = _load(model, fitting)
-    unfit += [(e.split(':')[0].replace('size mismatch for ', ''),
-               'refused by its module') for e in errors]
+    for error in errors:  # a module's own refusal, after a rename
+        named = re.match(r'size mismatch for (\S+):', error)
+        unfit.append((named.group(1) if named else
+                      reason(RuntimeError(error)), 'refused by its module'))
     unfit_keys = {k for k, _ in unfit}
     missing = tuple(k for k in missing
                     if not UNCOUNTED.search(k) and k not in unfit_keys)
-    total = len(_own(model))
     match = WeightMatch(
-        loaded=total - len(missing) - len(unfit_keys), missing=missing,
+        loaded=max(0, len(own) - len(missing) - len(unfit_keys & set(own))),
+        missing=missing,
         unexpected=tuple(k for k in unexpected if not UNCOUNTED.search(k)),
-        unfit=tuple(unfit), total=total)
+        unfit=tuple(unfit), total=len(own))
     if complete and not match.complete:
         raise CheckpointLoadError(
             f'{source}: {match.summary()}; refused: the model would be '

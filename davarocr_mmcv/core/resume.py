@@ -6,6 +6,7 @@ checkpoint of the work_dir that loads with ``auto_resume``, or the weights
 of ``load_from``) and loads it; ranks that cannot read the same file get its
 state from rank 0 through the process group; every rank then checks that
 all of them restored the same step, and all fail together otherwise.
+Whether a checkpoint is taken at all is decided in :mod:`.accept`.
 """
 import glob
 import hashlib
@@ -19,7 +20,7 @@ from torch.optim import Optimizer
 from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
 from . import state
-from .accept import (CheckpointLoadError, accept_checkpoint,  # noqa: F401
+from .accept import (CheckpointLoadError, accept_checkpoint,
                      load_accepted, load_state, load_weights_into)
 from .accept import reason as _reason
 from .elastic import restart_attempt

@@ -51,30 +51,32 @@ def load_checkpoint_file(path, map_location='cpu'):
         raise
 
 
-def damaged_record(path):
-    """The name of the first record of the torch archive at ``path`` whose
-    bytes fail the CRC-32 its zip directory holds, else None.
+def archive_damage(path):
+    """Why the torch zip archive at ``path`` is damaged, else None.
 
-    torch does not check these when it reads, so a changed byte inside a
-    tensor loads as a changed weight. Only a CRC mismatch counts: any other
-    trouble of Python's zip reader with a file that torch reads (and files
-    of torch's older, non-zip format) is left to torch.
+    torch checks neither the CRC-32 of each record nor the consistency of
+    the zip's headers when it reads, so a changed byte inside a tensor, or
+    in a record's offset, loads as a changed weight. Here every record is
+    read through Python's zip reader, which checks both. Files of torch's
+    older, non-zip format are left to torch.
     """
+    if not zipfile.is_zipfile(path):
+        return None
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError):
-        return None
+    except Exception as exc:  # noqa: B902  BadZipFile, a name not UTF-8
+        return f'its zip directory does not read: {exc}'
     with archive:
         for info in archive.infolist():
             try:
                 with archive.open(info) as f:
                     while f.read(1 << 22):
                         pass
-            except zipfile.BadZipFile as exc:
+            except Exception as exc:  # noqa: B902  the zip reader's kinds
                 if str(exc).startswith('Bad CRC-32'):
-                    return info.filename
-            except Exception:  # noqa: B902  the reader's, not the data's
-                continue
+                    return (f'its record {info.filename} fails its CRC-32 '
+                            f'check: bytes of the file changed')
+                return f'its record {info.filename} does not read: {exc}'
     return None
 
 

@@ -325,7 +325,7 @@ def give(real, use, damage, expect_of):
                       expect_of(written, use), real[1])
 
 
-PROPERTY = settings(max_examples=150, deadline=None, database=None,
+PROPERTY = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 

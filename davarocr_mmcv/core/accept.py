@@ -6,9 +6,9 @@ work_dir, the CHECKPOINT of ``tools/test.py``) goes through
 :func:`load_state`, :func:`accept_checkpoint` and
 :func:`load_weights_into`:
 
-* a file that does not load, or whose bytes fail the CRC-32 of its zip
-  archive (torch does not check them), stops with one line naming it and
-  why;
+* a file that does not load, or whose zip archive is damaged in a way
+  torch does not check (a record's CRC-32, its headers), stops with one
+  line naming it and why;
 * its weights are its ``state_dict``, or the checkpoint itself when it has
   none (a bare state dict, as mmcv's ``load_checkpoint`` takes it); one
   with no entry that fills an entry of the model (same name, a tensor of
@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..serialization import damaged_record, load_checkpoint_file
+from ..serialization import archive_damage, load_checkpoint_file
 from .progress import EPOCH_POSITION
 from .state import HOOK_MSGS
 
@@ -77,10 +77,9 @@ def load_state(path, what='checkpoint', map_location='cpu'):
             raise CheckpointLoadError(f'{what}: {path} does not exist')
         try:
             ckpt = load_checkpoint_file(path, map_location=map_location)
-            damaged = damaged_record(path)
-            if damaged:
-                raise RuntimeError(f'its record {damaged} fails its CRC-32 '
-                                   f'check: bytes of the file changed')
+            damage = archive_damage(path)  # torch checks no CRC
+            if damage:
+                raise RuntimeError(damage)
         except Exception as exc:  # noqa: B902  torch raises many kinds
             raise CheckpointLoadError(
                 f'{what}: {path} does not load ({reason(exc)}); the file '

@@ -6,6 +6,8 @@ common one), which that unpickler refuses. Instead of falling back to
 ``weights_only=False`` (which runs arbitrary code), the numpy types below are
 added to torch's allow-list; anything else is still refused.
 """
+import zipfile
+
 import numpy as np
 import torch
 
@@ -47,6 +49,35 @@ def load_checkpoint_file(path, map_location='cpu'):
                 f'allow-list of safe types ({exc}). Load it only if you trust '
                 'its origin, with torch.load(..., weights_only=False).') from exc
         raise
+
+
+def archive_damage(path):
+    """Why the torch zip archive at ``path`` is damaged, else None.
+
+    torch checks neither the CRC-32 of each record nor the consistency of
+    the zip's headers when it reads, so a changed byte inside a tensor, or
+    in a record's offset, loads as a changed weight. Here every record is
+    read through Python's zip reader, which checks both. Files of torch's
+    older, non-zip format are left to torch.
+    """
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        archive = zipfile.ZipFile(path)
+    except Exception as exc:  # noqa: B902  BadZipFile, a name not UTF-8
+        return f'its zip directory does not read: {exc}'
+    with archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as f:
+                    while f.read(1 << 22):
+                        pass
+            except Exception as exc:  # noqa: B902  the zip reader's kinds
+                if str(exc).startswith('Bad CRC-32'):
+                    return (f'its record {info.filename} fails its CRC-32 '
+                            f'check: bytes of the file changed')
+                return f'its record {info.filename} does not read: {exc}'
+    return None
 
 
 def to_plain(value):

@@ -21,7 +21,8 @@ import warnings
 import mmcv
 import torch
 from mmcv.cnn import fuse_conv_bn
-from mmcv.runner import load_checkpoint, wrap_fp16_model
+from mmcv.runner import wrap_fp16_model
+from mmcv.utils import get_logger
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -33,6 +34,8 @@ from davarocr_mmcv.apis.cli import (DictOptionsAction,  # noqa: E402
 from davarocr_mmcv.apis.data import build_eval_loader  # noqa: E402
 from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
 from davarocr_mmcv.apis.train import evaluate_kwargs  # noqa: E402
+from davarocr_mmcv.core.accept import (CheckpointLoadError,  # noqa: E402
+                                       load_accepted, load_weights_into)
 
 #: the splits a checkpoint can be tested on
 SPLITS = ('test', 'val')
@@ -132,7 +135,12 @@ def main(argv=None):
         else:  # mmcv casts the inputs to half, which CPU convolutions refuse
             warnings.warn('fp16 is set in the config, but mmcv\'s fp16 '
                           'inference needs CUDA: testing in fp32')
-    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
+    # refused unless it fills every weight of the model (core/accept.py):
+    # a test never scores weights it did not load
+    logger = get_logger('davarocr_mmcv')
+    checkpoint = load_accepted(args.checkpoint, 'checkpoint', model, logger)
+    load_weights_into(model, checkpoint, f'checkpoint: {args.checkpoint}',
+                      logger, complete=True)
     if args.fuse_conv_bn:
         model = fuse_conv_bn(model)
     if 'CLASSES' in checkpoint.get('meta', {}):
@@ -171,4 +179,7 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except CheckpointLoadError as exc:  # its message names the file
+        sys.exit(f'error: {exc}')

@@ -6,28 +6,25 @@ checkpoint of the work_dir that loads with ``auto_resume``, or the weights
 of ``load_from``) and loads it; ranks that cannot read the same file get its
 state from rank 0 through the process group; every rank then checks that
 all of them restored the same step, and all fail together otherwise.
+Whether a checkpoint is taken at all is decided in :mod:`.accept`.
 """
 import glob
 import hashlib
 import os
 import os.path as osp
 import re
-from collections import OrderedDict
 
 import torch
 from torch.optim import Optimizer
 
 from ..constants import (BEST_CKPT_NAME, LAST_CHECKPOINT_FILE,
                          LATEST_LINK_NAME, LATEST_MODEL_NAME)
-from ..serialization import load_checkpoint_file
 from . import state
+from .accept import (CheckpointLoadError, accept_checkpoint,
+                     load_accepted, load_state, load_weights_into)
+from .accept import reason as _reason
 from .elastic import restart_attempt
 from .progress import EPOCH_POSITION, is_iter_based, resume_position
-
-
-class CheckpointLoadError(RuntimeError):
-    """A checkpoint asked for does not exist or does not load; the message
-    names the file and says what to do."""
 
 
 def default_map_location():
@@ -38,80 +35,30 @@ def default_map_location():
     return 'cpu'
 
 
-def _reason(exc):
-    """The first line of an error, short."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    text = lines[0].split('. ')[0].rstrip('.')  # torch adds advice
-    return text if len(text) <= 160 else text[:157] + '...'
-
-
-def load_state(path, what='checkpoint', map_location='cpu'):
-    """Load the checkpoint dict at ``path`` (a local file through the
-    allow-list of safe types, or any mmcv ``CheckpointLoader`` URL).
-
-    Raises:
-        CheckpointLoadError: naming ``what`` and the file, when it is
-            missing, damaged or not a checkpoint. The file is never touched.
-    """
-    if '://' in str(path):
-        from mmcv.runner.checkpoint import _load_checkpoint
-        try:
-            ckpt = _load_checkpoint(path, map_location=map_location)
-        except Exception as exc:  # noqa: B902  any loader failure
-            raise CheckpointLoadError(
-                f'{what}: {path} does not load ({_reason(exc)})') from None
-    else:
-        if not osp.isfile(path):
-            raise CheckpointLoadError(f'{what}: {path} does not exist')
-        try:
-            ckpt = load_checkpoint_file(path, map_location=map_location)
-        except Exception as exc:  # noqa: B902  torch raises many kinds
-            raise CheckpointLoadError(
-                f'{what}: {path} does not load ({_reason(exc)}); the file '
-                f'was left as it is') from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointLoadError(
-            f'{what}: {path} is not a checkpoint (it holds a '
-            f'{type(ckpt).__name__}, not a dict)')
-    return ckpt
-
-
-def _check_resumable(ckpt, path, what):
-    meta = ckpt.get('meta')
-    if not isinstance(meta, dict) or 'epoch' not in meta or \
-            'iter' not in meta:
-        raise CheckpointLoadError(
-            f'{what}: {path} has no meta.epoch / meta.iter, so training '
-            f'cannot continue from it; load its weights with load_from '
-            f'(--load-from) instead')
-
-
 # ---------------------------------------------------------------- apply
-def load_weights(runner, ckpt):
-    """Load the weights of ``ckpt`` into ``runner.model`` as mmcv's
-    ``runner.load_checkpoint`` does (non-strict, ``module.`` prefixes
-    dropped, wrappers unwrapped)."""
-    from mmcv.runner import load_state_dict
-    state_dict = ckpt.get('state_dict', ckpt)
-    metadata = getattr(state_dict, '_metadata', OrderedDict())
-    state_dict = OrderedDict((re.sub(r'^module\.', '', k), v)
-                             for k, v in state_dict.items())
-    state_dict._metadata = metadata
-    load_state_dict(runner.model, state_dict, strict=False,
-                    logger=runner.logger)
+def load_weights(runner, ckpt, source='checkpoint'):
+    """Load the weights of the accepted checkpoint ``ckpt``
+    (:func:`~davarocr_mmcv.core.accept.accept_checkpoint`) into
+    ``runner.model`` as mmcv's ``runner.load_checkpoint`` does
+    (non-strict, ``module.`` prefixes dropped, wrappers unwrapped); what
+    did not fill the model is logged with counts, naming ``source``."""
+    load_weights_into(runner.model, ckpt, source, runner.logger)
 
 
-def restore(runner, ckpt, resume_optimizer=True):
-    """Resume ``runner`` from the loaded checkpoint dict ``ckpt``: weights,
+def restore(runner, ckpt, resume_optimizer=True, source='checkpoint'):
+    """Resume ``runner`` from the accepted checkpoint dict ``ckpt``
+    (:func:`~davarocr_mmcv.core.accept.accept_checkpoint` with
+    ``resume=True``): weights,
     epoch and iteration (inside an epoch, see
     :func:`~davarocr_mmcv.core.progress.resume_position`), ``runner.meta``
     (``hook_msgs`` included, for both runner types) and the optimizer
     state when present. As mmcv does, an
     EpochBasedRunner's iteration is rescaled when the number of processes
-    changed since the checkpoint was written."""
+    changed since the checkpoint was written. ``source`` names the
+    checkpoint in messages."""
     meta = dict(ckpt['meta'])
     position = meta.pop(EPOCH_POSITION, None)  # the runner's, not meta
-    load_weights(runner, ckpt)
+    load_weights(runner, ckpt, source)
     runner._epoch = meta['epoch']
     runner._iter = meta['iter']
     if is_iter_based(runner):
@@ -156,14 +103,33 @@ def resume_runner(runner, checkpoint, resume_optimizer=True,
 
     Returns:
         dict: ``runner.meta``.
+
+    Raises:
+        CheckpointLoadError: the checkpoint does not load, is refused
+            (:mod:`~davarocr_mmcv.core.accept`) or does not apply.
     """
-    if not isinstance(checkpoint, dict):
+    if isinstance(checkpoint, dict):
+        path = '(a loaded checkpoint)'
+        checkpoint = accept_checkpoint(checkpoint, path, 'resume_from',
+                                       runner.model, runner.logger,
+                                       resume=True)
+    else:
         if map_location == 'default':
             map_location = default_map_location()
         path = checkpoint
-        checkpoint = load_state(path, 'resume_from', map_location)
-        _check_resumable(checkpoint, path, 'resume_from')
-    return restore(runner, checkpoint, resume_optimizer)
+        checkpoint = load_accepted(path, 'resume_from', runner.model,
+                                   runner.logger, resume=True,
+                                   map_location=map_location)
+    try:
+        return restore(runner, checkpoint, resume_optimizer,
+                       f'resume_from: {path}')
+    except Exception as exc:  # noqa: B902  e.g. an optimizer that differs
+        raise _apply_error('resume', path, exc) from exc
+
+
+def _apply_error(mode, path, exc):
+    return CheckpointLoadError(f'{mode} from {path} failed: '
+                               f'{type(exc).__name__}: {_reason(exc)}')
 
 
 # --------------------------------------------------------------- lookup
@@ -227,18 +193,19 @@ def find_latest_checkpoint(work_dir):
     return None
 
 
-def find_resumable(work_dir, logger):
-    """The newest checkpoint of ``work_dir`` that loads and can be resumed
-    from, skipping (never deleting) those that do not, each named with the
-    reason in the log.
+def find_resumable(work_dir, logger, model=None):
+    """The newest checkpoint of ``work_dir`` that loads and is accepted to
+    resume ``model`` from
+    (:func:`~davarocr_mmcv.core.accept.accept_checkpoint`), skipping (never
+    deleting) those that are not, each named with the reason in the log.
 
     Returns:
-        tuple: (path, loaded checkpoint), or (None, None).
+        tuple: (path, accepted checkpoint), or (None, None).
     """
     for path in checkpoint_candidates(work_dir):
         try:
-            ckpt = load_state(path, 'auto-resume')
-            _check_resumable(ckpt, path, 'auto-resume')
+            ckpt = load_accepted(path, 'auto-resume', model, logger,
+                                 resume=True)
         except CheckpointLoadError as exc:
             logger.warning(f'{exc}; skipped, trying an older checkpoint')
             continue
@@ -270,7 +237,8 @@ def later_best(work_dir, path, ckpt, logger):
         best = load_state(best_path)['meta']
     except (CheckpointLoadError, KeyError, TypeError):
         return {}
-    if best.get('iter', -1) <= ckpt['meta'].get('iter', -1):
+    if not isinstance(best, dict) or not isinstance(best.get('iter'), int) \
+            or best['iter'] <= ckpt['meta']['iter']:
         return {}
     entries = state.best_items(state.msgs_of(best))
     if entries:
@@ -303,12 +271,14 @@ def _auto_resume_plan(cfg, path, ckpt, logger):
     """The plan to resume from ``path`` of the work_dir (``ckpt`` loaded),
     with the best a later ``Best_checkpoint.pth`` records
     (:func:`later_best`)."""
-    return dict(mode='resume', path=path, best=later_best(
-        cfg.work_dir, path, ckpt, logger)), ckpt
+    best = later_best(cfg.work_dir, path, ckpt, logger)
+    return dict(mode='resume', what='auto-resume', path=path,
+                best=best), ckpt
 
 
-def _decide(cfg, logger):
-    """What to start from, on rank 0: (plan dict, loaded checkpoint).
+def _decide(cfg, logger, model=None):
+    """What to start from, on rank 0: (plan dict, accepted checkpoint for
+    ``model``).
 
     A torchrun restart (attempt 1 and later) continues from the newest
     checkpoint of the work_dir that loads, whatever the first attempt
@@ -316,18 +286,19 @@ def _decide(cfg, logger):
     """
     attempt = restart_attempt()
     if attempt is not None and attempt.index > 0:
-        path, ckpt = find_resumable(cfg.work_dir, logger)
+        path, ckpt = find_resumable(cfg.work_dir, logger, model)
         if path:
             logger.info(f'torchrun restart {attempt.index} of at most '
                         f'{attempt.max_restarts}: auto-resume from {path}')
             return _auto_resume_plan(cfg, path, ckpt, logger)
     resume_from = cfg.get('resume_from')
     if resume_from:
-        ckpt = load_state(resume_from, 'resume_from')
-        _check_resumable(ckpt, resume_from, 'resume_from')
-        return dict(mode='resume', path=resume_from), ckpt
+        ckpt = load_accepted(resume_from, 'resume_from', model, logger,
+                             resume=True)
+        return dict(mode='resume', what='resume_from',
+                    path=resume_from), ckpt
     if cfg.get('auto_resume'):
-        path, ckpt = find_resumable(cfg.work_dir, logger)
+        path, ckpt = find_resumable(cfg.work_dir, logger, model)
         if path:
             logger.info(f'auto-resume from {path}')
             return _auto_resume_plan(cfg, path, ckpt, logger)
@@ -336,21 +307,23 @@ def _decide(cfg, logger):
                     (' with the weights of load_from'
                      if cfg.get('load_from') else ''))
     if cfg.get('load_from'):
-        return dict(mode='load', path=cfg.load_from), load_state(
-            cfg.load_from, 'load_from')
+        ckpt = load_accepted(cfg.load_from, 'load_from', model, logger)
+        return dict(mode='load', what='load_from', path=cfg.load_from), ckpt
     return dict(mode=None, path=None), None
 
 
-def _share(plan, ckpt, logger):
-    """The checkpoint on every rank: read locally where the same file is
-    readable on every rank, else sent from rank 0 through the group."""
+def _share(plan, ckpt, logger, model):
+    """The checkpoint on every rank: read locally (and accepted as rank 0
+    accepted it) where the same file is readable on every rank, else sent
+    from rank 0 through the group."""
     import torch.distributed as dist
     from .comm import broadcast_object
     rank, world_size = dist.get_rank(), dist.get_world_size()
     local = None
     if rank != 0 and _fingerprint(plan['path']) == plan['fingerprint']:
         try:
-            local = load_state(plan['path'])
+            local = load_accepted(plan['path'], plan['what'], model, logger,
+                                  resume=plan['mode'] == 'resume')
         except CheckpointLoadError:
             local = None
     readable = [None] * world_size
@@ -380,8 +353,9 @@ def resume_or_load(runner, cfg, logger, distributed=False):
         training starts from scratch.
 
     Raises:
-        CheckpointLoadError: the file asked for is missing or does not
-            load, or a rank could not apply the state (on every rank).
+        CheckpointLoadError: the file asked for is missing, does not load
+            or is refused (:mod:`~davarocr_mmcv.core.accept`), or a rank
+            could not apply the state (on every rank).
     """
     import torch.distributed as dist
     from mmcv.runner import get_dist_info
@@ -390,7 +364,7 @@ def resume_or_load(runner, cfg, logger, distributed=False):
     plan = ckpt = None
     if rank == 0 or not shared:
         try:
-            plan, ckpt = _decide(cfg, logger)
+            plan, ckpt = _decide(cfg, logger, runner.model)
             plan['fingerprint'] = _fingerprint(plan['path'])
         except CheckpointLoadError as exc:
             plan = dict(error=str(exc))
@@ -405,19 +379,19 @@ def resume_or_load(runner, cfg, logger, distributed=False):
     if plan['mode'] is None:
         return None
     if shared:
-        ckpt = _share(plan, ckpt, logger)
+        ckpt = _share(plan, ckpt, logger, runner.model)
     error = None
     try:
         if plan['mode'] == 'resume':
-            restore(runner, ckpt)
+            restore(runner, ckpt, source=f'{plan["what"]}: {plan["path"]}')
             # the same on every rank: the plan came from rank 0
             state.hook_msgs(runner).update(plan.get('best') or {})
         else:
-            load_weights(runner, ckpt)
+            load_weights(runner, ckpt, f'{plan["what"]}: {plan["path"]}')
             logger.info(f'loaded the weights of {plan["path"]}')
     except Exception as exc:  # noqa: B902  reported on every rank below
         if not shared:
-            raise
+            raise _apply_error(plan['mode'], plan['path'], exc) from exc
         error = f'{type(exc).__name__}: {_reason(exc)}'
     del ckpt
     if shared:

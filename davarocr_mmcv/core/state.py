@@ -60,8 +60,10 @@ def hook_msgs(runner):
 
 
 def msgs_of(meta):
-    """The ``hook_msgs`` of a checkpoint's ``meta`` (a copy; {} if none)."""
-    return dict((meta or {}).get(HOOK_MSGS) or {})
+    """The ``hook_msgs`` of a checkpoint's ``meta`` (a copy; {} if none or
+    not a dict)."""
+    msgs = meta.get(HOOK_MSGS) if isinstance(meta, dict) else None
+    return dict(msgs) if isinstance(msgs, dict) else {}
 
 
 def best_key(key, suffix=''):

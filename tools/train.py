@@ -6,6 +6,7 @@ r"""Train a model from an old-style mmcv config, as DavarOCR's and mmdet
     python -m torch.distributed.launch --nproc_per_node N tools/train.py \
         CONFIG --launcher pytorch
 """
+import logging
 import os.path as osp
 import sys
 import time
@@ -27,6 +28,7 @@ from davarocr_mmcv.apis.resolve import Resolver  # noqa: E402
 from davarocr_mmcv.apis.train import check_training_config  # noqa: E402
 from davarocr_mmcv.core.preempt import (PREEMPTED_EXIT_CODE,  # noqa: E402
                                         Preempted)
+from davarocr_mmcv.core.accept import load_accepted  # noqa: E402
 from davarocr_mmcv.core.resume import CheckpointLoadError  # noqa: E402
 
 
@@ -110,8 +112,6 @@ def main(argv=None):
     log_file = osp.join(cfg.work_dir, f'{timestamp}.log')
     logger = get_logger('davarocr_mmcv', log_file=log_file,
                         log_level=cfg.get('log_level', 'INFO'))
-    if rank == 0:
-        cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
     logger.info(f'Distributed training: {distributed}')
     logger.info(f'Config:\n{cfg.pretty_text}')
 
@@ -132,6 +132,18 @@ def main(argv=None):
                         test_cfg=cfg.get('test_cfg'), resolver=resolver)
     if hasattr(model, 'init_weights'):
         model.init_weights()
+    # the checkpoint named, judged against the model before the work_dir's
+    # copy of the config is written: a refusal changes no file there
+    # (train_model judges it again where it applies it, with the log)
+    given = 'resume_from' if cfg.get('resume_from') else 'load_from'
+    if cfg.get(given) and osp.isfile(cfg.get(given)):
+        quiet = logging.getLogger('davarocr_mmcv.given_checkpoint')
+        quiet.propagate = False
+        quiet.handlers = [logging.NullHandler()]
+        load_accepted(cfg.get(given), given, model, logger=quiet,
+                      resume=given == 'resume_from')
+    if rank == 0:
+        cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
     datasets = [build_dataset(train_cfg, resolver=resolver)]
     if len(cfg.workflow) == 2:
         val, _ = split_settings(cfg.data, 'val')

@@ -222,6 +222,19 @@ fi
 step "1/6 create virtual environment $VENV"
 if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv --system-site-packages "$VENV"
+  # PYTHON may itself be a venv (an image's /opt/torch/.venv/bin/python3),
+  # whose packages the base's site-packages (--system-site-packages) lack:
+  # a .pth file names every package folder PYTHON sees, after the venv's own
+  SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  "$PYTHON" - > "$SITE/_davarocr_system_torch.pth" <<'EOF'
+import os, sys, sysconfig
+stdlib = {os.path.realpath(sysconfig.get_paths()[k]) for k in ('stdlib', 'platstdlib')}
+for path in sys.path[1:]:
+    real = os.path.realpath(path) if path else ''
+    if real and os.path.isdir(real) and real not in stdlib and \
+            os.path.basename(real) != 'lib-dynload':
+        print(path)
+EOF
 else
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 fi
@@ -350,7 +363,9 @@ quiet "${PIP[@]}" -q --no-deps --force-reinstall "$WHEEL"
 quiet "${PIP[@]}" -q "$WHEEL" mmdet mmcls pytest pytest-timeout hypothesis vermin
 
 step "6/6 install davarocr_mmcv (editable) and check the stack"
-quiet "${PIP[@]}" -q --no-deps --no-build-isolation -e "$ROOT"
+# PEP 660 also with an older pip (an offline image's): its legacy
+# "setup.py develop" calls pip again, with build isolation, so an index
+quiet "${PIP[@]}" -q --no-deps --no-build-isolation --use-pep517 -e "$ROOT"
 CHECK_LOG="$(mktemp)"
 if ! PLAN_MODE="$PLAN_MODE" "$PY" -W ignore - 2>"$CHECK_LOG" <<'EOF'
 import os

@@ -39,6 +39,22 @@ def run_bounded(args, env=None, timeout=300, cwd=ROOT):
     return finish(start(args, env, cwd), timeout)
 
 
+def package_folders():
+    """The folders this interpreter finds packages in, in order: its
+    site-packages and what .pth files add (an image's venv of packages),
+    not the standard library nor this clone (its tests put it on the path);
+    what a scratch venv's .pth names so that it
+    sees this environment's packages, as tools/setup_env.sh does for
+    SYSTEM_TORCH=1."""
+    import sysconfig
+    stdlib = {os.path.realpath(sysconfig.get_paths()[k])
+              for k in ('stdlib', 'platstdlib')}
+    return [p for p in sys.path if p and os.path.isdir(p) and
+            os.path.realpath(p) not in stdlib and
+            os.path.basename(p) != 'lib-dynload' and
+            os.path.realpath(p) not in (ROOT, os.path.join(ROOT, 'tests'))]
+
+
 def tool_env(*paths):
     """The environment of a tool run: unbuffered, one thread, ``paths``
     before the caller's PYTHONPATH."""

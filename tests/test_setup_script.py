@@ -16,13 +16,14 @@ import pty
 import select
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import tarfile
 import time
 
 import pytest
+
+from procs import package_folders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = 120
@@ -89,7 +90,7 @@ def scratch_venv(folder):
          'import site; print(*site.getsitepackages())'],
         check=True, capture_output=True, text=True).stdout.split()
     with open(os.path.join(packages, 'parent.pth'), 'w') as f:
-        f.write('\n'.join(site.getsitepackages()) + '\n')
+        f.write('\n'.join(package_folders()) + '\n')
     return venv
 
 

@@ -132,10 +132,25 @@ def store(built, entry):
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def main(argv):
-    if len(argv) == 2 and argv[0] == 'check':
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog='tools/wheel_cache.py',
+        description="The mmcv-full wheel cache of tools/setup_env.sh.")
+    verbs = parser.add_subparsers(dest='verb', required=True)
+    check = verbs.add_parser(
+        'check', help="print the entry's wheel (exit status 0), or why it "
+        'is not an entry (1; 2 if nothing is there)')
+    check.add_argument('entry', metavar='ENTRY')
+    put = verbs.add_parser(
+        'store', help='make ENTRY from the wheel a build wrote into BUILT, '
+        'whole or not at all; print its wheel')
+    put.add_argument('built', metavar='BUILT')
+    put.add_argument('entry', metavar='ENTRY')
+    args = parser.parse_args(argv)
+    if args.verb == 'check':
         try:
-            print(entry_wheel(argv[1]))
+            print(entry_wheel(args.entry))
         except FileNotFoundError:
             print('it does not exist')
             return 2
@@ -143,16 +158,13 @@ def main(argv):
             print(error)
             return 1
         return 0
-    if len(argv) == 3 and argv[0] == 'store':
-        try:
-            print(store(argv[1], argv[2]))
-        except NotAnEntry as error:
-            print(error, file=sys.stderr)
-            return 1
-        return 0
-    print(__doc__.split('\n\n')[1], file=sys.stderr)
-    return 2
+    try:
+        print(store(args.built, args.entry))
+    except NotAnEntry as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

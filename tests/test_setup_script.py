@@ -104,10 +104,11 @@ def run_on_terminal(args, env, timeout):
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout
+    poller = select.poll()  # select() refuses descriptors past 1023
+    poller.register(master, select.POLLIN)
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if not ready:
+            if not poller.poll(1000):
                 continue
             try:
                 data = os.read(master, 65536)

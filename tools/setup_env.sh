@@ -220,8 +220,8 @@ if [[ -f "$STAMP" && "$(head -n 1 "$STAMP")" == "$(fingerprint)" ]]; then
 fi
 
 step "1/6 create virtual environment $VENV"
-if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then
-  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv --system-site-packages "$VENV"
+if [[ "${SYSTEM_TORCH:-0}" == 1 && ! -x "$VENV/bin/python" ]]; then
+  "$PYTHON" -m venv --system-site-packages "$VENV"
   # PYTHON may itself be a venv (an image's /opt/torch/.venv/bin/python3),
   # whose packages the base's site-packages (--system-site-packages) lack:
   # a .pth file names every package folder PYTHON sees, after the venv's own

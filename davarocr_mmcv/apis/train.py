@@ -154,7 +154,10 @@ def check_runner_config(runner):
         raise TypeError(f'runner.type must be the name of a registered '
                         f'runner type, one of {names}; got {runner_type!r} '
                         f'({type(runner_type).__name__})')
-    lengths = [k for k in ('max_epochs', 'max_iters') if k in runner]
+    # None is no length, as mmcv's runners take it (a config switched to
+    # IterBasedRunner by --cfg-options runner.max_epochs=None)
+    lengths = [k for k in ('max_epochs', 'max_iters')
+               if runner.get(k) is not None]
     for key in lengths:
         POSITIVE_INT.check(None, f'runner.{key}', runner[key])
     if len(lengths) > 1:

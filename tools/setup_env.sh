@@ -350,7 +350,7 @@ else
   # uniquely named copy into the cache: the entry appears whole or not.
   mkdir "$BUILD/wheels"
   logged "$WHEEL_DIR.log" "building mmcv-full" \
-    env "${BUILD_ENV[@]}" "$PY" -m pip wheel -v \
+    env "${BUILD_ENV[@]}" "$PY" -m pip wheel -v --use-pep517 \
     --no-build-isolation --no-deps \
     -c "$PINS" "${INDEX[@]}" -w "$BUILD/wheels" "$SRC"
   WHEEL="$("$PY" "$ROOT/tools/wheel_cache.py" store "$BUILD/wheels" "$WHEEL_DIR")"

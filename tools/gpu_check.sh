@@ -89,7 +89,7 @@ bounded() {
 echo "[gpu-check] 1/3 make venv${LIMIT:+ (time limit ${LIMIT}s in all)}"
 STATUS=0 STOPPED="" SETUP_FAILED=""
 rm -f "$OUT/junit.xml"
-bounded make --no-print-directory venv || STATUS=$?
+bounded make --no-print-directory venv VENV="$VENV" || STATUS=$?
 SETUP=$((SECONDS - START))
 if ((STATUS == 0)); then
   echo "[gpu-check] 2/3 pytest -m gpu (output in $LOG)"

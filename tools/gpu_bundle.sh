@@ -60,8 +60,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 PINS="$(mktemp)"
 trap 'rm -f "$PINS"' EXIT
-{ grep -vE '^(numpy|opencv-python|opencv-python-headless)([<>=!~ ]|$)' "$ROOT/tools/constraints.txt"
-  grep -vE '^(#|$)' "$ROOT/tools/constraints-numpy2.txt"; } > "$PINS"
+# the pins the image's set-up asks for (gpu_check.sh --bundle)
+SYSTEM_TORCH=1 NUMPY=2 TORCH_VERSION= bash "$ROOT/tools/setup_env.sh" --pins "$PINS"
 PLATFORMS=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
            manylinux2014_x86_64 manylinux1_x86_64; do

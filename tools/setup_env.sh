@@ -195,6 +195,26 @@ if [[ -n "${TORCH_VERSION:-}" ]]; then
   TORCHVISION="0.$((BASH_REMATCH[1] + 15)).*"  # torchvision 0.(N+15) goes with torch 2.N
 fi
 
+# variable_pins FILE: tools/constraints.txt into FILE, less what the
+# variables choose instead
+variable_pins() {
+  local replace=() numpy2=()
+  if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then  # the torch that is there
+    replace+=(torch torchvision)
+  elif [[ -n "${TORCH_VERSION:-}" ]]; then
+    replace+=("torch==$TORCH_VERSION" "torchvision==$TORCHVISION")
+  fi
+  if [[ "${NUMPY:-1}" == 2 ]]; then
+    mapfile -t numpy2 < <(grep -vE '^(#|$)' "$ROOT/tools/constraints-numpy2.txt")
+    replace+=("${numpy2[@]}")
+  fi
+  write_pins "$1" ${replace[@]+"${replace[@]}"}
+}
+
+# bash tools/setup_env.sh --pins FILE: the pins the variables give, into
+# FILE (tools/gpu_bundle.sh downloads by them), and nothing else
+if [[ "${1:-}" == --pins ]]; then variable_pins "$2"; exit 0; fi
+
 # One set-up of a venv at a time (make demo and make test started together):
 # the second waits, then finds the venv up to date. Set-ups of other venvs
 # run beside it; they share the wheel cache safely (tools/wheel_cache.py).
@@ -238,20 +258,9 @@ EOF
 else
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 fi
-# The pins of this environment: tools/constraints.txt, less what the
-# variables choose instead. The tests read them from here.
-REPLACE=()
-if [[ "${SYSTEM_TORCH:-0}" == 1 ]]; then  # the torch that is there
-  REPLACE+=(torch torchvision)
-elif [[ -n "${TORCH_VERSION:-}" ]]; then
-  REPLACE+=("torch==$TORCH_VERSION" "torchvision==$TORCHVISION")
-fi
-if [[ "${NUMPY:-1}" == 2 ]]; then
-  mapfile -t NUMPY2 < <(grep -vE '^(#|$)' "$ROOT/tools/constraints-numpy2.txt")
-  REPLACE+=("${NUMPY2[@]}")
-fi
+# The pins of this environment, where the tests read them.
 PINS="$(cd "$VENV" && pwd)/.davarocr-constraints.txt"
-write_pins "$PINS" ${REPLACE[@]+"${REPLACE[@]}"}
+variable_pins "$PINS"
 PY="$(cd "$VENV" && pwd)/bin/python"  # VENV may be relative or absolute
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$PINS" "${INDEX[@]}")
 quiet "${PIP[@]}" -q --upgrade pip wheel "setuptools<81" ninja
